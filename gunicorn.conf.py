@@ -1,0 +1,45 @@
+"""gunicorn settings: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+Every value can be set from the environment. With no ``LLM_BASE_URL`` (or
+``OPENAI_BASE_URL``) the master starts the embedded local model server once,
+before forking workers, and stops it on exit; workers inherit its URL.
+"""
+
+import os
+
+bind = os.environ.get("FLOWBRIDGE_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+worker_class = "gthread"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+# The app sizes its LLM pool to at least this many threads (see webapp.extensions.pool_size).
+os.environ["FLOWBRIDGE_REQUEST_THREADS"] = str(threads)
+
+_local_server = None
+
+
+def on_starting(server):
+    global _local_server
+    from llm_client.local_server import ensure_local_server
+
+    _local_server = ensure_local_server(os.environ)
+    if _local_server is not None:
+        server.log.info("local model server at %s", _local_server.base_url)
+
+
+def on_exit(server):
+    if _local_server is not None:
+        _local_server.stop()
+
+
+def worker_exit(server, worker):
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        from webapp.extensions import close_llm_client
+
+        close_llm_client(app)

@@ -1,0 +1,453 @@
+"""``LLMClient``: a synchronous OpenAI-compatible client with thin async wrappers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from async_utils.config import AsyncConfig
+
+from ._bridge import AsyncBridge, PoolStats
+from ._retry import parse_retry_after, retry_delay, should_retry_status
+from ._settings import LLMSettings
+from ._streaming import ChatStream
+from .exceptions import (
+    LLMConfigError,
+    LLMConnectionError,
+    LLMError,
+    LLMRateLimitError,
+    LLMResponseError,
+    LLMStatusError,
+    LLMTimeoutError,
+    scrub,
+)
+
+logger = logging.getLogger("llm_client")
+
+#: Connections each thread's session keeps per host. One thread needs one at a
+#: time, plus one while it holds an unfinished stream open.
+_CONNECTIONS_PER_THREAD = 4
+
+Message = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ChatCompletion:
+    """The parts of a chat completion callers use."""
+
+    text: str
+    model: str
+    finish_reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class LLMClient:
+    """A client for any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp...).
+
+    The sync methods are the implementation; each ``*_async`` method runs its
+    sync twin on the client's bounded thread pool when awaited.
+
+    Settings not given as arguments come from the environment: ``LLM_BASE_URL``
+    (with the version path, e.g. ``http://127.0.0.1:8080/v1``; else
+    ``OPENAI_BASE_URL``), ``LLM_API_KEY`` (else ``OPENAI_API_KEY``), ``LLM_MODEL``,
+    ``LLM_EMBEDDING_MODEL``, ``LLM_TIMEOUT`` (read timeout), ``LLM_CONNECT_TIMEOUT``,
+    ``LLM_MAX_RETRIES``; and for the pool ``LLM_ASYNC_WORKERS``,
+    ``LLM_ASYNC_QUEUE_SIZE``, ``LLM_ASYNC_TIMEOUT``, ``LLM_ASYNC_ENABLED``.
+
+    :param max_workers: threads of the async pool (default ``LLM_ASYNC_WORKERS``, 5).
+    :param queue_size: calls that may wait for a thread (default ``LLM_ASYNC_QUEUE_SIZE``, 100).
+    :param async_timeout: seconds an ``*_async`` call may take (default ``LLM_ASYNC_TIMEOUT``, 30).
+    :param env: the environment to read instead of ``os.environ``.
+    :raises LLMConfigError: naming the argument or variable that has a bad value.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        model: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        max_workers: int | None = None,
+        connect_timeout: float | None = None,
+        embedding_model: str | None = None,
+        queue_size: int | None = None,
+        async_timeout: float | None = None,
+        async_enabled: bool | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if env is None else env
+        self.settings = LLMSettings.load(
+            env,
+            base_url=base_url,
+            api_key=api_key,
+            model=model,
+            embedding_model=embedding_model,
+            timeout=timeout,
+            max_retries=max_retries,
+            connect_timeout=connect_timeout,
+        )
+        try:
+            workers = max_workers if max_workers is not None else AsyncConfig.get_worker_count(env)
+            queued = queue_size if queue_size is not None else AsyncConfig.get_queue_size(env)
+            limit = async_timeout if async_timeout is not None else AsyncConfig.get_timeout(env)
+            enabled = async_enabled if async_enabled is not None else AsyncConfig.is_async_enabled(env)
+        except ValueError as exc:
+            raise LLMConfigError(str(exc)) from None
+        if workers < 1 or queued < 0:
+            raise LLMConfigError("max_workers must be >= 1 and queue_size >= 0")
+        self._bridge = AsyncBridge(workers, queued, limit, enabled)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        self._closed = False
+
+    # -- public state ---------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    @property
+    def pool_stats(self) -> PoolStats:
+        """Size of the async pool and how many calls run and wait in it now."""
+        return self._bridge.stats
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        key = "'***'" if self.settings.api_key else "None"
+        return f"LLMClient(base_url={self.base_url!r}, model={self.model!r}, api_key={key})"
+
+    # -- sync API ---------------------------------------------------------------------
+
+    def chat(
+        self,
+        prompt: str,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        system_prompt: str | None = None,
+    ) -> str:
+        """Send one user prompt (and an optional system prompt); return the answer text."""
+        return self.chat_completion(_messages(prompt, system_prompt), temperature, max_tokens).text
+
+    def chat_with_context(
+        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
+    ) -> str:
+        """Send a whole conversation (``[{"role": ..., "content": ...}, ...]``); return the answer."""
+        return self.chat_completion(messages, temperature, max_tokens).text
+
+    def chat_completion(
+        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
+    ) -> ChatCompletion:
+        """Like :meth:`chat_with_context`, also returning the model name and token usage.
+
+        :raises LLMStatusError: the server answered with an error status (after retries).
+        :raises LLMResponseError: the answer is not a chat completion.
+        :raises LLMConnectionError: the server could not be reached (after retries).
+        """
+        body = self._chat_body(messages, temperature, max_tokens)
+        response = self._send("/chat/completions", body)
+        data = _json(response)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise LLMResponseError(
+                "chat completion has no choices[0].message.content", body=str(data)[:500]
+            ) from None
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return ChatCompletion(
+            text=text,
+            model=str(data.get("model") or self.model),
+            finish_reason=choice.get("finish_reason"),
+            usage={k: v for k, v in usage.items() if isinstance(v, int)},
+        )
+
+    def chat_stream(
+        self,
+        prompt: str | Sequence[Message],
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        system_prompt: str | None = None,
+    ) -> ChatStream:
+        """Stream the answer as text deltas.
+
+        ``prompt`` is a user prompt or a whole message list. Nothing is sent until
+        the first item is read; closing the iterator (``close()``, ``with``) closes
+        the upstream response. Failures before the first delta are retried, never
+        after it.
+        """
+        messages = _messages(prompt, system_prompt) if isinstance(prompt, str) else prompt
+        body = self._chat_body(messages, temperature, max_tokens)
+        body["stream"] = True
+        return ChatStream(lambda: self._send("/chat/completions", body, stream=True))
+
+    def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
+        """Embed each text; returns one vector per text, in order."""
+        items = [texts] if isinstance(texts, str) else list(texts)
+        if not all(isinstance(t, str) for t in items):
+            raise TypeError("embed() takes a string or a list of strings")
+        if not items:
+            return []
+        data = _json(self._send("/embeddings", {"model": self.settings.embeddings_model, "input": items}))
+        try:
+            rows = sorted(data["data"], key=lambda row: row.get("index", 0))
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise LLMResponseError("embeddings response has no data[].embedding", body=str(data)[:500]) from None
+        if len(vectors) != len(items):
+            raise LLMResponseError(f"asked for {len(items)} embeddings, got {len(vectors)}")
+        return vectors
+
+    def ping(self, timeout: float = 2.0) -> bool:
+        """True if the server answers ``GET /models``; one try, short timeout, never raises."""
+        try:
+            response = self._session().get(self._url("/models"), timeout=(timeout, timeout))
+        except requests.RequestException:
+            return False
+        with response:
+            return response.ok
+
+    # -- async API: the sync methods, run on the pool --------------------------------------
+
+    async def chat_async(
+        self,
+        prompt: str,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        system_prompt: str | None = None,
+    ) -> str:
+        """:meth:`chat` on the thread pool."""
+        return await self._bridge.run(self.chat, prompt, temperature, max_tokens, system_prompt)
+
+    async def chat_with_context_async(
+        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
+    ) -> str:
+        """:meth:`chat_with_context` on the thread pool."""
+        return await self._bridge.run(self.chat_with_context, messages, temperature, max_tokens)
+
+    async def chat_completion_async(
+        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
+    ) -> ChatCompletion:
+        """:meth:`chat_completion` on the thread pool."""
+        return await self._bridge.run(self.chat_completion, messages, temperature, max_tokens)
+
+    async def embed_async(self, texts: str | Sequence[str]) -> list[list[float]]:
+        """:meth:`embed` on the thread pool."""
+        return await self._bridge.run(self.embed, texts)
+
+    async def chat_stream_async(
+        self,
+        prompt: str | Sequence[Message],
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        system_prompt: str | None = None,
+    ) -> AsyncIterator[str]:
+        """:meth:`chat_stream` as an async iterator; the stream holds one pool thread."""
+        stream = self.chat_stream(prompt, temperature, max_tokens, system_prompt)
+        # aclosing: when our consumer stops early, the bridge's iterator must be
+        # closed now (which closes the upstream response), not at garbage collection.
+        async with contextlib.aclosing(self._bridge.iterate(lambda: stream, stream.close)) as parts:
+            async for text in parts:
+                yield text
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Shut the thread pool down and close all connections; idempotent.
+
+        Afterwards every call raises ``RuntimeError``.
+        """
+        self._closed = True
+        self._bridge.shutdown(wait=False)
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    close = cleanup
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        """This thread's session: requests does not promise a Session is thread-safe."""
+        if self._closed:
+            raise RuntimeError("the LLM client is closed")
+        session = getattr(self._local, "session", None)
+        if session is None or getattr(self._local, "pid", None) != os.getpid():
+            session = requests.Session()
+            adapter = HTTPAdapter(
+                pool_connections=1, pool_maxsize=_CONNECTIONS_PER_THREAD, max_retries=0
+            )
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers["Accept"] = "application/json"
+            if self.settings.api_key is not None:
+                session.headers["Authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
+            self._local.session, self._local.pid = session, os.getpid()
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+    def _url(self, path: str) -> str:
+        return self.settings.base_url + path
+
+    def _send(self, path: str, body: dict[str, Any], *, stream: bool = False) -> requests.Response:
+        """POST ``body`` to ``path`` with retries; return a 2xx response.
+
+        The one place where exceptions of requests become :class:`LLMError`.
+        """
+        settings = self.settings
+        where = f"POST {urlsplit(settings.base_url).netloc}{urlsplit(settings.base_url).path}{path}"
+        attempts = settings.max_retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = self._session().post(
+                    self._url(path),
+                    json=body,
+                    stream=stream,
+                    timeout=(settings.connect_timeout, settings.timeout),
+                )
+            except requests.Timeout as exc:
+                error: LLMError = LLMTimeoutError(f"{where} timed out ({_kind(exc)})")
+                if last:
+                    raise error from exc
+                retry_after = None
+            except requests.RequestException as exc:
+                error = LLMConnectionError(f"{where} failed: {_kind(exc)}")
+                if last:
+                    raise error from exc
+                retry_after = None
+            else:
+                if response.status_code < 400:
+                    return response
+                status_error = self._status_error(where, response)
+                if last or not should_retry_status(response.status_code):
+                    raise status_error
+                error, retry_after = status_error, status_error.retry_after
+            delay = retry_delay(
+                attempt,
+                initial=settings.retry_initial_delay,
+                retry_after=retry_after,
+                retry_after_cap=settings.retry_after_cap,
+            )
+            logger.info("%s (attempt %d of %d); retrying in %.2fs", error, attempt + 1, attempts, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _status_error(self, where: str, response: requests.Response) -> LLMStatusError:
+        with response:
+            text = scrub(response.text, self._secret())
+        detail = _error_message(response, text, self._secret())
+        cls = LLMRateLimitError if response.status_code == 429 else LLMStatusError
+        return cls(
+            f"{where} answered {response.status_code}: {detail}",
+            status_code=response.status_code,
+            body=text,
+            retry_after=parse_retry_after(response.headers),
+        )
+
+    def _secret(self) -> str | None:
+        key = self.settings.api_key
+        return key.get_secret_value() if key is not None else None
+
+    def _chat_body(self, messages: Sequence[Message], temperature: float, max_tokens: int) -> dict[str, Any]:
+        _check_messages(messages)
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+            raise ValueError(f"temperature must be a number between 0 and 2, got {temperature!r}")
+        return {
+            "model": self.settings.model,
+            "messages": [dict(m) for m in messages],
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+
+
+def _messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
+def _check_messages(messages: Sequence[Message]) -> None:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...}")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise ValueError(f"messages[{i}] must be an object with 'role' and 'content'")
+        if message.get("role") not in ("system", "user", "assistant", "tool", "developer"):
+            raise ValueError(f"messages[{i}].role must be system, user or assistant, got {message.get('role')!r}")
+        if not isinstance(message.get("content"), str):
+            raise ValueError(f"messages[{i}].content must be a string")
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    with response:
+        try:
+            data = response.json()
+        except ValueError:
+            raise LLMResponseError("response body is not JSON", body=response.text[:500]) from None
+    if not isinstance(data, dict):
+        raise LLMResponseError("response body is not a JSON object", body=str(data)[:500])
+    return data
+
+
+def _error_message(response: requests.Response, text: str, secret: str | None) -> str:
+    try:
+        data = response.json()
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict) and error.get("message"):
+            return scrub(str(error["message"]), secret)[:300]
+        if isinstance(error, str):
+            return scrub(error, secret)[:300]
+    except ValueError:
+        pass
+    return (text.strip() or response.reason or "no body")[:300]
+
+
+def _kind(exc: BaseException) -> str:
+    """A short description of a requests exception without URLs or headers."""
+    text = str(exc)
+    for marker in ("Read timed out", "Connection refused", "Connection reset", "Connect timeout",
+                   "Max retries exceeded", "RemoteDisconnected", "Name or service not known",
+                   "timed out"):
+        if marker in text:
+            return f"{type(exc).__name__}: {marker}"
+    return type(exc).__name__
+
+
