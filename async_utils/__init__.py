@@ -1,0 +1,25 @@
+"""Helpers for using the synchronous LLM client from async code, and async views from Flask.
+
+* :class:`AsyncConfig` reads the ``LLM_ASYNC_*`` variables (:class:`AsyncConfigError` on a bad one);
+* :class:`AsyncHelper` has ``run_with_timeout``, ``gather_with_limit`` and ``run_async_in_sync``;
+* :class:`AsyncBatchProcessor` applies a function to many items with bounded concurrency;
+* :func:`async_route` runs ``async def`` Flask views on a persistent per-thread event loop;
+* :func:`loops_created` counts the event loops created, to check none is made per call.
+"""
+
+from __future__ import annotations
+
+from ._loops import loops_created
+from .batch import AsyncBatchProcessor
+from .config import AsyncConfig, AsyncConfigError
+from .flask_bridge import async_route
+from .helper import AsyncHelper
+
+__all__ = [
+    "AsyncBatchProcessor",
+    "AsyncConfig",
+    "AsyncConfigError",
+    "AsyncHelper",
+    "async_route",
+    "loops_created",
+]
