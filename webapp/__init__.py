@@ -1,0 +1,55 @@
+"""The flowbridge web app. ``create_app()`` is the only way to build it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from async_utils import AsyncConfig
+from llm_client import LLMSettings
+
+from .config import ConfigError, load_config
+from .errors import APIError, register_error_handlers
+from .extensions import describe_upstream, get_llm_client, pool_size
+
+__all__ = ["APIError", "ConfigError", "create_app", "get_llm_client"]
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then the environment, then ``config``.
+
+    Bad settings fail here, at start-up, naming the variable. Nothing that
+    opens connections or starts threads happens here: the LLM client is
+    created on first use in each (forked) process.
+    """
+    app = Flask(
+        __name__,
+        template_folder=str(_ROOT / "templates"),
+        static_folder="static",
+        instance_relative_config=True,
+    )
+    app.config.update(load_config(config))
+    llm_env = app.config["LLM_ENV"]
+    settings = LLMSettings.load(llm_env)  # raises LLMConfigError naming the variable
+    for check in (AsyncConfig.get_queue_size, AsyncConfig.get_timeout, AsyncConfig.is_async_enabled):
+        check(llm_env)
+    app.extensions["flowbridge"] = {"settings": settings}
+    pool_size(app)
+
+    from .routes import api_bp, health_bp, pages_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(pages_bp)
+    register_error_handlers(app)
+
+    @app.context_processor
+    def _upstream() -> dict[str, Any]:
+        return {"upstream": describe_upstream(app)}
+
+    return app

@@ -1,0 +1,69 @@
+"""Configuration of the web app: defaults, then the environment, then the caller's mapping.
+
+Read once, by :func:`webapp.create_app`. A bad value is a start-up error that
+names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+#: Prefixes of variables handed to the LLM client as its environment.
+LLM_PREFIXES = ("LLM_", "OPENAI_")
+
+DEFAULTS: dict[str, Any] = {
+    # Request threads of one worker (gunicorn.conf.py exports its --threads here),
+    # used to size the LLM pool when LLM_ASYNC_WORKERS is not set.
+    "FLOWBRIDGE_REQUEST_THREADS": 1,
+    # JSON bodies larger than this get 413.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Seconds /readyz waits for the upstream before calling it unreachable.
+    "READY_TIMEOUT": 2.0,
+    "JSON_SORT_KEYS": False,
+}
+
+_INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH")
+_FLOATS = ("READY_TIMEOUT",)
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Merge defaults, the environment and ``overrides`` into one validated dict.
+
+    ``LLM_*`` and ``OPENAI_*`` entries are collected under ``"LLM_ENV"`` as the
+    environment of the app's :class:`~llm_client.LLMClient`.
+    """
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = dict(DEFAULTS)
+    for key in DEFAULTS:
+        if environ.get(key, "") != "":
+            config[key] = environ[key]
+    llm_env = {k: v for k, v in environ.items() if k.startswith(LLM_PREFIXES)}
+    for key, value in (overrides or {}).items():
+        if key.startswith(LLM_PREFIXES):
+            llm_env[key] = str(value)
+        else:
+            config[key] = value
+    for key in _INTS:
+        config[key] = _number(key, config[key], int, minimum=1)
+    for key in _FLOATS:
+        config[key] = _number(key, config[key], float, minimum=0.001)
+    config["LLM_ENV"] = llm_env
+    return config
+
+
+def _number(name: str, value: Any, kind: type, minimum: float) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
+    return number

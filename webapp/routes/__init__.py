@@ -1,0 +1,7 @@
+"""The app's blueprints."""
+
+from .api import bp as api_bp
+from .health import bp as health_bp
+from .pages import bp as pages_bp
+
+__all__ = ["api_bp", "health_bp", "pages_bp"]

@@ -1,0 +1,36 @@
+"""The JSON API."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from async_utils import async_route
+
+from ..errors import APIError
+from ..extensions import get_llm_client
+from ..schemas import ChatRequest, ChatResponse, parse_body
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.post("/chat")
+@async_route
+async def chat() -> Response:
+    """Answer one message or a conversation: ``{"response", "model", "usage"}``."""
+    body = parse_body(ChatRequest, _json_body())
+    assert isinstance(body, ChatRequest)
+    if body.stream:
+        raise APIError("streaming answers are not available yet; omit 'stream'", status=400)
+    client = get_llm_client()
+    result = await client.chat_completion_async(body.conversation(), body.temperature, body.max_tokens)
+    reply = ChatResponse(response=result.text, model=result.model, usage=result.usage)
+    return jsonify(reply.model_dump())
+
+
+def _json_body() -> object:
+    if not request.is_json:
+        raise APIError("send a JSON body with Content-Type: application/json", status=415, type="unsupported_media_type")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise APIError("the request body is not valid JSON")
+    return data
