@@ -75,6 +75,14 @@ class AsyncBridge:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The underlying executor (created on first use)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the LLM client is closed")
+            return self._get_executor()
+
     def _get_executor(self) -> ThreadPoolExecutor:
         if self._executor is None or self._pid != os.getpid():
             # A forked child inherits the parent's executor object but none of

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -131,6 +132,14 @@ class LLMClient:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def _executor(self) -> ThreadPoolExecutor:
+        """The pool's executor, for code written against the seed's monitoring example.
+
+        Prefer :attr:`pool_stats`, which does not depend on ThreadPoolExecutor's internals.
+        """
+        return self._bridge.executor
 
     def __repr__(self) -> str:
         key = "'***'" if self.settings.api_key else "None"

@@ -34,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         instance_relative_config=True,
     )
     app.config.update(load_config(config))
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     llm_env = app.config["LLM_ENV"]
     settings = LLMSettings.load(llm_env)  # raises LLMConfigError naming the variable
     for check in (AsyncConfig.get_queue_size, AsyncConfig.get_timeout, AsyncConfig.is_async_enabled):

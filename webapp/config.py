@@ -21,7 +21,6 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     # Seconds /readyz waits for the upstream before calling it unreachable.
     "READY_TIMEOUT": 2.0,
-    "JSON_SORT_KEYS": False,
 }
 
 _INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH")
