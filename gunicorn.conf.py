@@ -16,6 +16,9 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# gunicorn's control socket lives at one fixed path per user, which several
+# instances on one machine (tests, benchmarks) would fight over; we do not use it.
+control_socket_disable = True
 
 # The app sizes its LLM pool to at least this many threads (see webapp.extensions.pool_size).
 os.environ["FLOWBRIDGE_REQUEST_THREADS"] = str(threads)

@@ -1,0 +1,329 @@
+"""``POST /api/chat`` (async view, bridge) next to a plain sync view, under real gunicorn.
+
+Setup: a fake upstream answering after 100 ms, in its own process; gunicorn
+with 2 workers x 16 gthread threads serving ``bench.sync_view_app:app``, which
+has both ``POST /api/chat`` and ``POST /bench/sync-chat``; 64 clients (4 load
+processes x 16 threads, each thread with its own keep-alive Session), in
+processes of their own so their CPU does not compete with ours.
+
+Rounds alternate between the two endpoints (A B, B A, A B, ...); each round
+sends a fixed number of requests. Reported per endpoint: median requests/s,
+median p50 and p99 latency, errors, and the upstream's peak concurrency per
+round; then the async/sync throughput ratio and how many "Connection pool is
+full" warnings reached the gunicorn log.
+
+Run: ``.venv/bin/python bench/chat_load.py`` (about a minute). Writes
+``bench/results/chat_load.json`` and keeps the gunicorn log next to it; exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests  # noqa: E402
+
+from bench._common import (  # noqa: E402
+    LOG_PROBE,
+    RESULTS,
+    UpstreamProcess,
+    machine,
+    median,
+    percentile,
+    table,
+    write_json,
+)
+from tests.servers import GunicornServer  # noqa: E402
+
+WORKERS = 2
+THREADS = 16
+UPSTREAM_DELAY = 0.1
+LOAD_PROCESSES = 4
+THREADS_PER_PROCESS = 16
+ENDPOINTS = {"async /api/chat": "/api/chat", "sync /bench/sync-chat": "/bench/sync-chat"}
+#: async throughput must be at least this share of sync throughput
+TARGET_RATIO = 0.97
+POOL_FULL = "Connection pool is full"
+#: seconds a single request may take before it counts as an error
+REQUEST_TIMEOUT = 30.0
+
+
+# -- load generator: runs in child processes -------------------------------------------------
+
+def _load_process(conn: Connection, threads: int) -> None:
+    """Serve ``run`` commands from the parent until ``stop``; one Session per thread."""
+    sessions = [requests.Session() for _ in range(threads)]
+    while True:
+        command = conn.recv()
+        if command[0] == "stop":
+            break
+        _, url, payload, count, start_at = command
+        latencies: list[float] = []
+        errors: collections.Counter[str] = collections.Counter()
+        ends: list[float] = []
+        lock = threading.Lock()
+        remaining = [count]
+
+        def work(session: requests.Session) -> None:
+            mine: list[float] = []
+            wait = start_at - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            while True:
+                with lock:
+                    if remaining[0] <= 0:
+                        break
+                    remaining[0] -= 1
+                t0 = time.monotonic()
+                try:
+                    with session.post(url, json=payload, timeout=REQUEST_TIMEOUT) as response:
+                        ok = response.status_code == 200 and "response" in response.json()
+                        error = None if ok else f"HTTP {response.status_code}"
+                except (requests.RequestException, ValueError) as exc:
+                    error = type(exc).__name__
+                elapsed = time.monotonic() - t0
+                if error is None:
+                    mine.append(elapsed)
+                else:
+                    with lock:
+                        errors[error] += 1
+            with lock:
+                latencies.extend(mine)
+                ends.append(time.monotonic())
+
+        pool = [threading.Thread(target=work, args=(s,)) for s in sessions]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        conn.send({"latencies": latencies, "errors": dict(errors), "end": max(ends)})
+    for session in sessions:
+        session.close()
+    conn.close()
+
+
+class LoadGenerator:
+    """``processes`` x ``threads`` clients in child processes, kept across rounds (keep-alive)."""
+
+    def __init__(self, processes: int, threads: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conns: list[Connection] = []
+        self._procs = []
+        for _ in range(processes):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_load_process, args=(child, threads), daemon=True)
+            proc.start()
+            self._conns.append(parent)
+            self._procs.append(proc)
+
+    def run(self, url: str, payload: dict[str, Any], count: int) -> dict[str, Any]:
+        """Send ``count`` requests (split evenly), all clients starting together."""
+        start_at = time.monotonic() + 0.2  # time.monotonic is system-wide on Linux
+        share, extra = divmod(count, len(self._conns))
+        for i, conn in enumerate(self._conns):
+            conn.send(("run", url, payload, share + (i < extra), start_at))
+        parts = [conn.recv() for conn in self._conns]
+        latencies = [x for p in parts for x in p["latencies"]]
+        errors: collections.Counter[str] = collections.Counter()
+        for p in parts:
+            errors.update(p["errors"])
+        wall = max(p["end"] for p in parts) - start_at
+        return {
+            "requests": count,
+            "ok": len(latencies),
+            "errors": dict(errors),
+            "seconds": wall,
+            "rps": len(latencies) / wall,
+            "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000,
+            "max_ms": max(latencies, default=float("nan")) * 1000,
+        }
+
+    def close(self) -> None:
+        for conn in self._conns:
+            try:
+                conn.send(("stop",))
+            except OSError:
+                pass
+        for proc in self._procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+
+    def __enter__(self) -> LoadGenerator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+#: one keep-alive connection for /_control/*, so the upstream's "connections"
+#: counter shows only the app's new connections
+_control = requests.Session()
+
+
+def _upstream_reset(upstream: UpstreamProcess) -> None:
+    # reset() also restores the default delay (0): set ours again.
+    _control.post(upstream.root_url + "/_control/reset", timeout=5).raise_for_status()
+    _control.post(upstream.root_url + "/_control/configure", json={"delay": UPSTREAM_DELAY},
+                  timeout=5).raise_for_status()
+
+
+def _upstream_stats(upstream: UpstreamProcess) -> dict[str, Any]:
+    with _control.get(upstream.root_url + "/_control/stats", timeout=5) as response:
+        stats = response.json()
+    return {k: stats[k] for k in ("requests", "max_concurrency", "connections")}
+
+
+def _worker_pids(master: int) -> list[int]:
+    """gunicorn's workers: the master's children (Linux /proc)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of ``pids`` (Linux /proc); 0 where unavailable."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run(rounds: int, per_round: int, log_path: Path) -> dict[str, Any]:
+    payload = {"message": "hello from the load generator"}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in ENDPOINTS}
+    with UpstreamProcess(delay=UPSTREAM_DELAY) as upstream:
+        env = {"LLM_BASE_URL": upstream.base_url, "LLM_MAX_RETRIES": "0", "GUNICORN_LOGLEVEL": "info",
+               "LLM_TIMEOUT": str(REQUEST_TIMEOUT)}
+        with GunicornServer(env, workers=WORKERS, threads=THREADS, app="bench.sync_view_app:app",
+                            log_path=log_path) as server:
+            workers = _worker_pids(server.process.pid)
+            for _ in range(50):  # /healthz answered, so one worker is up; wait for the others
+                if len(workers) >= WORKERS:
+                    break
+                time.sleep(0.2)
+                workers = _worker_pids(server.process.pid)
+            with LoadGenerator(LOAD_PROCESSES, THREADS_PER_PROCESS) as load:
+                # warm-up: sessions, keep-alive connections, each worker's client and pool threads
+                for path in ENDPOINTS.values():
+                    load.run(server.url + path, payload, LOAD_PROCESSES * THREADS_PER_PROCESS * 2)
+                names = list(ENDPOINTS)
+                for r in range(rounds):
+                    order = names if r % 2 == 0 else names[::-1]
+                    for name in order:
+                        _upstream_reset(upstream)
+                        cpu0 = _cpu_seconds(workers)
+                        result = load.run(server.url + ENDPOINTS[name], payload, per_round)
+                        result["worker_cpu_ms_per_request"] = (_cpu_seconds(workers) - cpu0) / per_round * 1000
+                        result["upstream"] = _upstream_stats(upstream)
+                        result["round"] = r
+                        results[name].append(result)
+                        print(f"  round {r} {name:22s} {result['rps']:6.1f} req/s  p50 {result['p50_ms']:6.1f} ms"
+                              f"  p99 {result['p99_ms']:6.1f} ms  errors {sum(result['errors'].values())}"
+                              f"  upstream max_concurrency {result['upstream']['max_concurrency']}"
+                              f"  worker CPU {result['worker_cpu_ms_per_request']:.2f} ms/req", flush=True)
+    log = log_path.read_text(errors="replace")
+    return {
+        "setup": {"gunicorn_workers": WORKERS, "gunicorn_threads": THREADS, "upstream_delay_s": UPSTREAM_DELAY,
+                  "clients": LOAD_PROCESSES * THREADS_PER_PROCESS, "load_processes": LOAD_PROCESSES,
+                  "requests_per_round": per_round, "rounds_per_endpoint": rounds,
+                  "ceiling_rps": WORKERS * THREADS / UPSTREAM_DELAY},
+        "rounds": results,
+        "log": {
+            "path": str(log_path),
+            "worker_pids": workers,
+            # each worker logs the probe through urllib3's logger on its first request
+            "probe_seen": len(workers) == WORKERS and all(f"{LOG_PROBE} (pid {pid})" in log for pid in workers),
+            "pool_full": log.count(POOL_FULL),
+            "tracebacks": log.count("Traceback"),
+            "worker_timeouts": log.count("WORKER TIMEOUT"),
+        },
+    }
+
+
+def summarize(data: dict[str, Any]) -> list[dict[str, Any]]:
+    summary = {}
+    rows = []
+    for name, rounds in data["rounds"].items():
+        s = {
+            "rps": median([r["rps"] for r in rounds]),
+            "p50_ms": median([r["p50_ms"] for r in rounds]),
+            "p99_ms": median([r["p99_ms"] for r in rounds]),
+            "worker_cpu_ms_per_request": median([r["worker_cpu_ms_per_request"] for r in rounds]),
+            "errors": sum(sum(r["errors"].values()) for r in rounds),
+            "requests": sum(r["requests"] for r in rounds),
+            "upstream_max_concurrency": [r["upstream"]["max_concurrency"] for r in rounds],
+            "upstream_new_connections": [r["upstream"]["connections"] for r in rounds],
+        }
+        summary[name] = s
+        rows.append([name, s["rps"], s["p50_ms"], s["p99_ms"], s["worker_cpu_ms_per_request"],
+                     f"{s['errors']}/{s['requests']}",
+                     " ".join(map(str, s["upstream_max_concurrency"])),
+                     " ".join(map(str, s["upstream_new_connections"]))])
+    data["summary"] = summary
+    setup = data["setup"]
+    print(f"\nPOST chat under gunicorn ({setup['gunicorn_workers']} workers x {setup['gunicorn_threads']} gthread "
+          f"threads), {setup['clients']} clients, upstream delay {setup['upstream_delay_s'] * 1000:.0f} ms; "
+          f"median of {setup['rounds_per_endpoint']} rounds x {setup['requests_per_round']} requests; "
+          f"ceiling {setup['ceiling_rps']:.0f} req/s")
+    print(table(["endpoint", "req/s", "p50 ms", "p99 ms", "worker CPU ms/req", "errors", "upstream max conc./round",
+                 "new upstream conns/round"], rows))
+    a, s = summary["async /api/chat"], summary["sync /bench/sync-chat"]
+    ratio = a["rps"] / s["rps"]
+    data["ratio_async_over_sync"] = ratio
+    log = data["log"]
+    print(f"\nratio async/sync req/s: {ratio:.3f}")
+    print(f"gunicorn log: {log['pool_full']} '{POOL_FULL}', {log['tracebacks']} tracebacks, "
+          f"{log['worker_timeouts']} worker timeouts; urllib3 warnings reach the log: "
+          f"{'yes' if log['probe_seen'] else 'NO (the count means nothing)'} "
+          f"(workers {log['worker_pids']})")
+    verdicts = [
+        {"target": f"async/sync requests/s >= {TARGET_RATIO}", "value": round(ratio, 3),
+         "pass": ratio >= TARGET_RATIO},
+        {"target": f"zero '{POOL_FULL}' in the gunicorn log", "value": log["pool_full"],
+         "pass": log["pool_full"] == 0 and log["probe_seen"]},
+        {"target": "no failed requests", "value": a["errors"] + s["errors"],
+         "pass": a["errors"] + s["errors"] == 0},
+    ]
+    print()
+    for v in verdicts:
+        print(f"{'PASS' if v['pass'] else 'FAIL'}: {v['target']} (measured {v['value']})")
+    return verdicts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per endpoint (default 5)")
+    parser.add_argument("--requests", type=int, default=640, help="requests per round (default 640)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    RESULTS.mkdir(exist_ok=True)
+    data = run(args.rounds, args.requests, RESULTS / "chat_load_gunicorn.log")
+    data["verdicts"] = summarize(data)
+    data["machine"] = machine()
+    data["seconds"] = round(time.perf_counter() - started, 1)
+    path = write_json("chat_load.json", data)
+    print(f"\nwrote {path} in {data['seconds']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
