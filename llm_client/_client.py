@@ -253,6 +253,13 @@ class LLMClient:
         """:meth:`chat_with_context` on the thread pool."""
         return await self._bridge.run(self.chat_with_context, messages, temperature, max_tokens)
 
+    async def async_chat(self, prompt: str | Sequence[Message], **options: Any) -> str:
+        """The name flowllm's op code uses: a prompt (``chat_async``) or a message list
+        (``chat_with_context_async``)."""
+        if isinstance(prompt, str):
+            return await self.chat_async(prompt, **options)
+        return await self.chat_with_context_async(prompt, **options)
+
     async def chat_completion_async(
         self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
     ) -> ChatCompletion:

@@ -10,6 +10,7 @@ from flask import Flask
 
 from async_utils import AsyncConfig
 from llm_client import LLMSettings
+from ops import configure_services
 
 from .config import ConfigError, load_config
 from .errors import APIError, register_error_handlers
@@ -41,11 +42,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         check(llm_env)
     app.extensions["flowbridge"] = {"settings": settings}
     pool_size(app)
+    configure_services(
+        llm_env,
+        llm_provider=lambda: get_llm_client(app),
+        language=app.config["FLOWBRIDGE_LANGUAGE"],
+        cache=app.config["FLOWBRIDGE_OP_CACHE"],
+        flows=app.config["FLOWBRIDGE_FLOWS"],
+    )  # raises FlowConfigError naming the flows file and flow
 
-    from .routes import api_bp, health_bp, pages_bp
+    from .routes import api_bp, health_bp, ops_bp, pages_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(ops_bp)
     app.register_blueprint(pages_bp)
     register_error_handlers(app)
 

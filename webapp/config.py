@@ -21,6 +21,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     # Seconds /readyz waits for the upstream before calling it unreachable.
     "READY_TIMEOUT": 2.0,
+    # Ops: prompt language, op cache ("memory" or "sqlite:/path.db"), flows YAML file.
+    "FLOWBRIDGE_LANGUAGE": "",
+    "FLOWBRIDGE_OP_CACHE": "memory",
+    "FLOWBRIDGE_FLOWS": "",
 }
 
 _INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH")

@@ -2,6 +2,7 @@
 
 from .api import bp as api_bp
 from .health import bp as health_bp
+from .ops import bp as ops_bp
 from .pages import bp as pages_bp
 
-__all__ = ["api_bp", "health_bp", "pages_bp"]
+__all__ = ["api_bp", "health_bp", "ops_bp", "pages_bp"]

@@ -1,0 +1,145 @@
+"""``/api/ops`` and ``/api/flows``: run registered ops and YAML flows over JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from async_utils import async_route
+from ops import BaseAsyncToolOp, BaseOp, C, Flow, FlowContext, FlowExpressionError
+from ops.compose import run_op
+from ops.flows import FlowSpec
+
+from ..errors import APIError
+
+bp = Blueprint("ops", __name__, url_prefix="/api")
+
+
+def describe_op(name: str, cls: type[BaseOp]) -> dict[str, Any]:
+    op = cls()
+    tool = op.tool_call.simple_input_dump() if isinstance(op, BaseAsyncToolOp) else None
+    return {
+        "name": op.short_name,
+        "class": name,
+        "description": (tool or {}).get("function", {}).get("description") or (cls.__doc__ or "").strip(),
+        "tool": tool,
+    }
+
+
+@bp.get("/ops")
+def list_ops() -> Response:
+    """Every registered op, with its OpenAI tool schema when it is a tool op."""
+    return jsonify({"ops": [describe_op(name, cls) for name, cls in sorted(C.ops.items())]})
+
+
+@bp.post("/ops/<name>")
+@async_route
+async def run_op_route(name: str) -> Response:
+    """``{"inputs": {...}}`` → ``{"answer", "outputs", "success"}``."""
+    cls = _find_op(name)
+    inputs = _inputs()
+    op = cls()
+    problems = op.tool_call.validate_inputs(inputs) if isinstance(op, BaseAsyncToolOp) else []
+    _check(f"op {op.short_name}", problems, inputs)
+    context = FlowContext(**inputs)
+    await _run(op, context)
+    outputs = dict(op.output_dict) if isinstance(op, BaseAsyncToolOp) else {}
+    response = context.response
+    return jsonify({"answer": response.answer, "outputs": outputs, "success": response.success,
+                    "metadata": response.metadata})
+
+
+@bp.get("/flows")
+def list_flows() -> Response:
+    return jsonify({"flows": [flow.to_dict() for _, flow in sorted(C.flows.items())]})
+
+
+@bp.post("/flows")
+@async_route
+async def run_adhoc_flow() -> Response:
+    """``{"flow_content": "ChatOp() >> SummarizeOp()", "inputs": {...}}``: run an expression once.
+
+    The expression is checked like a flows file (registered ops, literal
+    keyword arguments, ``>>`` and ``|``); anything else is a 400 quoting it.
+    """
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict) or not isinstance(body.get("flow_content"), str):
+        raise APIError("send {\"flow_content\": \"ChatOp() >> SummarizeOp()\", \"inputs\": {...}}")
+    inputs = body.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise APIError("'inputs' must be a JSON object")
+    try:
+        flow = Flow("adhoc", FlowSpec(flow_content=body["flow_content"]), C.ops)
+    except FlowExpressionError as exc:
+        raise APIError(f"invalid flow_content: {exc}") from None
+    _check("the flow", flow.tool_call.validate_inputs(inputs), inputs)
+    try:
+        response = await flow.run(FlowContext(**inputs))
+    except ValueError as exc:
+        raise APIError(f"the flow failed: {exc}", status=422, type="op_failed") from exc
+    return jsonify(response.model_dump())
+
+
+@bp.post("/flows/<name>")
+@async_route
+async def run_flow_route(name: str) -> Response:
+    """``{"inputs": {...}}`` (or the inputs at top level, as flowllm posts them) → FlowResponse."""
+    flow = C.flows.get(name)
+    if flow is None:
+        raise APIError(f"no flow named {name!r}; see GET /api/flows", status=404, type="not_found")
+    inputs = _inputs(allow_top_level=True)
+    _check(f"flow {name}", flow.tool_call.validate_inputs(inputs), inputs)
+    context = FlowContext(**inputs)
+    try:
+        response = await flow.run(context)
+    except ValueError as exc:
+        raise APIError(f"flow {name} failed: {exc}", status=422, type="op_failed") from exc
+    return jsonify(response.model_dump())
+
+
+def _find_op(name: str) -> type[BaseOp]:
+    try:
+        return C.get_op_class(name)
+    except KeyError:
+        raise APIError(f"no op named {name!r}; see GET /api/ops", status=404, type="not_found") from None
+
+
+def _inputs(allow_top_level: bool = False) -> dict[str, Any]:
+    if not request.is_json:
+        raise APIError("send a JSON body with Content-Type: application/json", status=415,
+                       type="unsupported_media_type")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise APIError("the request body must be a JSON object like {\"inputs\": {...}}")
+    if "inputs" not in body:
+        if allow_top_level:
+            return body
+        raise APIError("the request body needs an 'inputs' object")
+    inputs = body["inputs"]
+    if not isinstance(inputs, dict):
+        raise APIError("'inputs' must be a JSON object")
+    extra = set(body) - {"inputs"}
+    if extra:
+        raise APIError(f"unknown field(s) next to 'inputs': {', '.join(sorted(extra))}")
+    return inputs
+
+
+#: Context fields that inputs may not overwrite.
+_RESERVED_INPUTS = frozenset({"flow_id", "response", "stream_queue", "stream"})
+
+
+def _check(what: str, problems: list[str], inputs: dict[str, Any] | None = None) -> None:
+    reserved = sorted(_RESERVED_INPUTS & set(inputs or {}))
+    if reserved:
+        problems = [*problems, f"{', '.join(map(repr, reserved))} cannot be used as input names"]
+    if problems:
+        raise APIError(f"invalid inputs for {what}: " + "; ".join(problems))
+
+
+async def _run(op: BaseOp, context: FlowContext) -> None:
+    try:
+        await run_op(op, context)
+    except ValueError as exc:
+        # Raised by ops for input they cannot work with (e.g. no JSON in the text).
+        raise APIError(f"{op.short_name} failed: {exc}", status=422, type="op_failed") from exc
