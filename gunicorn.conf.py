@@ -43,6 +43,7 @@ def on_exit(server):
 def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
-        from webapp.extensions import close_llm_client
+        from webapp.extensions import close_llm_client, close_workflow_runtime
 
+        close_workflow_runtime(app)
         close_llm_client(app)

@@ -25,10 +25,18 @@ DEFAULTS: dict[str, Any] = {
     "FLOWBRIDGE_LANGUAGE": "",
     "FLOWBRIDGE_OP_CACHE": "memory",
     "FLOWBRIDGE_FLOWS": "",
+    # Workflows: task store (SQLite file; "memory" for one process), hosts llm/http nodes may
+    # reach besides the LLM server, per-task deadline, loop bound, tasks running per process.
+    "FLOWBRIDGE_TASK_DB": "",
+    "FLOWBRIDGE_ALLOWED_HOSTS": "",
+    "FLOWBRIDGE_TASK_DEADLINE": 600.0,
+    "FLOWBRIDGE_MAX_LOOP_ITERATIONS": 10000,
+    "FLOWBRIDGE_MAX_RUNNING_TASKS": 32,
 }
 
-_INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH")
-_FLOATS = ("READY_TIMEOUT",)
+_INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH", "FLOWBRIDGE_MAX_LOOP_ITERATIONS",
+         "FLOWBRIDGE_MAX_RUNNING_TASKS")
+_FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_TASK_DEADLINE")
 
 
 class ConfigError(ValueError):
@@ -59,7 +67,22 @@ def load_config(
     for key in _FLOATS:
         config[key] = _number(key, config[key], float, minimum=0.001)
     config["LLM_ENV"] = llm_env
+    config["FLOWBRIDGE_ALLOWED_HOSTS"] = _hosts(config["FLOWBRIDGE_ALLOWED_HOSTS"])
     return config
+
+
+def _hosts(value: Any) -> list[str]:
+    """``host[:port]`` entries, comma-separated (or a list); each checked."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    hosts = []
+    for item in (str(i).strip().lower() for i in items):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
+        if (port and not port.isdigit()) or "/" in item or " " in item:
+            raise ConfigError(f"FLOWBRIDGE_ALLOWED_HOSTS entries are host or host:port, got {item!r}")
+        hosts.append(item)
+    return hosts
 
 
 def _number(name: str, value: Any, kind: type, minimum: float) -> Any:

@@ -15,6 +15,8 @@ from flask import Flask, current_app
 
 from async_utils import AsyncConfig
 from llm_client import LLMClient
+from workflow import Limits, RuntimeSettings, WorkflowRuntime
+from workflow.store import make_task_store
 
 _lock = threading.Lock()
 
@@ -60,3 +62,39 @@ def describe_upstream(app: Flask) -> dict[str, str]:
     """Model and upstream for display, without creating the client or showing a key."""
     settings = app.extensions["flowbridge"]["settings"]
     return {"model": settings.model, "base_url": settings.base_url}
+
+
+def get_workflow_runtime(app: Flask | None = None) -> WorkflowRuntime:
+    """This process's workflow runtime (task store, runner loop), created on first use."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    state = app.extensions["flowbridge"]
+    runtime = state.get("workflow_runtime")
+    if runtime is not None and state.get("workflow_pid") == os.getpid():
+        return runtime
+    with _lock:
+        runtime = state.get("workflow_runtime")
+        if runtime is None or state.get("workflow_pid") != os.getpid():
+            config = app.config
+            settings = state["settings"]
+            runtime = WorkflowRuntime(
+                make_task_store(config["FLOWBRIDGE_TASK_DB"] or os.path.join(app.instance_path, "tasks.db")),
+                RuntimeSettings(
+                    allowed_hosts=frozenset(config["FLOWBRIDGE_ALLOWED_HOSTS"]),
+                    llm_base_url=settings.base_url,
+                    llm_model=settings.model,
+                ),
+                llm_provider=lambda: get_llm_client(app),
+                limits=Limits(deadline=config["FLOWBRIDGE_TASK_DEADLINE"],
+                              max_loop_iterations=config["FLOWBRIDGE_MAX_LOOP_ITERATIONS"]),
+                max_running=config["FLOWBRIDGE_MAX_RUNNING_TASKS"],
+            )
+            state["workflow_runtime"], state["workflow_pid"] = runtime, os.getpid()
+            atexit.register(runtime.shutdown)
+    return runtime
+
+
+def close_workflow_runtime(app: Flask) -> None:
+    """Cancel and record this process's running tasks (gunicorn's worker_exit calls this)."""
+    runtime = app.extensions.get("flowbridge", {}).pop("workflow_runtime", None)
+    if runtime is not None:
+        runtime.shutdown()

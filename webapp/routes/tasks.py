@@ -1,0 +1,158 @@
+"""FlowGram's task routes: run, report, result, cancel, validate; plus the task list and ``/info``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from workflow import TaskCapacityError, WorkflowInputError, WorkflowRuntime
+from workflow.application import parse_schema
+from workflow.validation import validate_task
+
+from ..errors import APIError, error_response
+from ..extensions import get_workflow_runtime
+
+bp = Blueprint("tasks", __name__)
+
+#: Longest ?wait= a request may hold a worker thread for.
+MAX_WAIT_SECONDS = 60.0
+STATUSES = ("pending", "processing", "succeeded", "failed", "canceled")
+
+
+def _runtime() -> WorkflowRuntime:
+    return get_workflow_runtime()
+
+
+def _body() -> dict[str, Any]:
+    data = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(data, dict):
+        raise APIError("send a JSON object body with Content-Type: application/json")
+    return data
+
+
+def _wait_arg() -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise APIError(f"wait must be a number of seconds, got {raw!r}") from None
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise APIError(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds, got {raw}")
+    return wait
+
+
+def _task_id() -> str:
+    task_id = request.args.get("taskID") or (request.get_json(silent=True) or {}).get("taskID")
+    if not task_id or not isinstance(task_id, str):
+        raise APIError("taskID is required")
+    return task_id
+
+
+def _unknown(task_id: str) -> APIError:
+    return APIError(f"no task {task_id!r}", status=404, type="not_found")
+
+
+@bp.post("/api/task/run")
+def run_task() -> Response:
+    """``{schema, inputs}`` → ``{taskID}``; with ``?wait=S``, ``{taskID, status, outputs}``."""
+    body = _body()
+    wait = _wait_arg()
+    if "schema" not in body:
+        raise APIError("schema is required (the workflow JSON, as a string or an object)")
+    try:
+        task_id = _runtime().run(body["schema"], body.get("inputs"))
+    except WorkflowInputError as exc:
+        raise APIError(str(exc)) from None
+    except TaskCapacityError as exc:
+        return error_response(503, "overloaded", str(exc), {"Retry-After": "2"})
+    if not wait:
+        return jsonify({"taskID": task_id})
+    record = _runtime().wait(task_id, wait)
+    assert record is not None
+    return jsonify({"taskID": task_id, "status": record.status,
+                    "outputs": record.outputs if record.terminated else None})
+
+
+@bp.get("/api/task/report")
+def task_report() -> Response:
+    task_id = _task_id()
+    report = _runtime().report(task_id)
+    if report is None:
+        raise _unknown(task_id)
+    return jsonify(report)
+
+
+@bp.get("/api/task/result")
+def task_result() -> Response:
+    """Outputs once succeeded; 202 while running; 409 if failed or canceled; 404 if unknown."""
+    task_id = _task_id()
+    wait = _wait_arg()
+    runtime = _runtime()
+    record = runtime.wait(task_id, wait) if wait else runtime.get(task_id)
+    if record is None:
+        raise _unknown(task_id)
+    if not record.terminated:
+        response = jsonify({"taskID": task_id, "status": record.status})
+        response.status_code = 202
+        return response
+    if record.status == "succeeded":
+        return jsonify(record.outputs or {})
+    messages = [m.get("message", "") for m in ((record.report or {}).get("messages") or {}).get("error", [])]
+    detail = "; ".join(messages) or record.error or record.status
+    return error_response(409, f"task_{record.status}", f"task {task_id} {record.status}: {detail}")
+
+
+@bp.put("/api/task/cancel")
+def cancel_task() -> Response:
+    body = _body()
+    task_id = body.get("taskID")
+    if not isinstance(task_id, str) or not task_id:
+        raise APIError("taskID is required")
+    return jsonify({"success": _runtime().cancel(task_id)})
+
+
+@bp.post("/api/task/validate")
+def validate() -> Response:
+    body = _body()
+    try:
+        schema = parse_schema(body.get("schema"))
+    except WorkflowInputError as exc:
+        raise APIError(str(exc)) from None
+    errors = validate_task(schema, body.get("inputs") or {})
+    result: dict[str, Any] = {"valid": not errors}
+    if errors:
+        result["errors"] = errors
+    return jsonify(result)
+
+
+@bp.get("/api/tasks")
+def list_tasks() -> Response:
+    status = request.args.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise APIError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    try:
+        limit = int(request.args.get("limit", 50))
+        offset = int(request.args.get("offset", 0))
+    except ValueError:
+        raise APIError("limit and offset must be integers") from None
+    if not 1 <= limit <= 500 or offset < 0:
+        raise APIError("limit must be 1..500 and offset >= 0")
+    store = _runtime().store
+    tasks = [
+        {"taskID": r.task_id, "status": r.status, "title": r.title, "createdAt": r.created_at,
+         "startedAt": r.started_at, "finishedAt": r.finished_at, "error": r.error}
+        for r in store.list(status=status, limit=limit, offset=offset)
+    ]
+    return jsonify({"tasks": tasks, "total": store.count(status=status), "limit": limit, "offset": offset})
+
+
+@bp.get("/info")
+def info() -> Response:
+    return jsonify({"name": "flowbridge", "title": "flowbridge workflow runtime",
+                    "description": "FlowGram-compatible workflow runtime behind Flask + gunicorn",
+                    "runtime": "python", "version": current_app.config.get("VERSION", "0.1.0"),
+                    "time": dt.datetime.now(dt.timezone.utc).isoformat()})

@@ -1,0 +1,58 @@
+"""A FlowGram-compatible workflow runtime: schema JSON in, FlowGram report JSON out.
+
+```python
+from workflow import TaskRunAPI, TaskReportAPI
+
+task = await TaskRunAPI({"schema": schema_json, "inputs": {"query": "hi"}})
+report = await TaskReportAPI({"taskID": task["taskID"]})
+```
+
+Custom node types: ``register_node_executor("my-type", async_executor)``.
+"""
+
+from .application import (
+    TaskCancelAPI,
+    TaskCapacityError,
+    TaskReportAPI,
+    TaskResultAPI,
+    TaskRunAPI,
+    TaskValidateAPI,
+    WorkflowApplication,
+    WorkflowInputError,
+    WorkflowRuntime,
+    default_runtime,
+    set_default_runtime,
+)
+from .engine import Limits
+from .executor import (
+    ExecutionContext,
+    NodeError,
+    NodeResult,
+    RuntimeSettings,
+    get_node_executor,
+    register_node_executor,
+)
+from .nodes.basic import register_builtin_executors
+
+register_builtin_executors()
+
+__all__ = [
+    "ExecutionContext",
+    "Limits",
+    "NodeError",
+    "NodeResult",
+    "RuntimeSettings",
+    "TaskCancelAPI",
+    "TaskCapacityError",
+    "TaskReportAPI",
+    "TaskResultAPI",
+    "TaskRunAPI",
+    "TaskValidateAPI",
+    "WorkflowApplication",
+    "WorkflowInputError",
+    "WorkflowRuntime",
+    "default_runtime",
+    "get_node_executor",
+    "register_node_executor",
+    "set_default_runtime",
+]

@@ -1,0 +1,422 @@
+"""The task API: run workflows in the background, report on them from any process.
+
+``WorkflowRuntime`` owns one background event loop per process (started on
+first use, so after gunicorn forks) on which tasks run, bounded by
+``max_running``. Progress goes to a :mod:`task store <workflow.store>`, so any
+process can answer report, result and cancel for any task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any
+
+from .document import WorkflowDocument
+from .engine import Limits, TaskRun
+from .executor import RuntimeSettings, get_node_executor
+from .report import TaskState
+from .store import MemoryTaskStore, TaskRecord, TaskStore, process_owner_id
+from .validation import validate_schema, validate_task
+
+logger = logging.getLogger(__name__)
+
+#: Node types that need no executor of their own (the engine runs loops; comments are never reached).
+_ENGINE_TYPES = frozenset({"loop", "comment", "group"})
+#: Seconds between heartbeats of this process's running tasks.
+HEARTBEAT_INTERVAL = 5.0
+#: Seconds between checks of the cancel flags of this process's running tasks.
+CANCEL_POLL_INTERVAL = 0.25
+#: A task whose process has not beaten for this long is failed by whoever notices.
+ORPHAN_AFTER = 30.0
+
+
+class TaskCapacityError(RuntimeError):
+    """This process already runs ``max_running`` tasks."""
+
+
+class WorkflowInputError(ValueError):
+    """The TaskRun request itself is malformed (schema not JSON, inputs not an object)."""
+
+
+class WorkflowRuntime:
+    """Runs workflow tasks in this process and answers for tasks of every process.
+
+    :param store: where tasks live (default: in memory, this process only).
+    :param settings: allowed hosts, LLM defaults, code limits.
+    :param llm_provider: returns the app's :class:`~llm_client.LLMClient`.
+    :param max_running: tasks this process runs at once; beyond, :class:`TaskCapacityError`.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore | None = None,
+        settings: RuntimeSettings | None = None,
+        *,
+        llm_provider: Callable[[], Any] | None = None,
+        limits: Limits | None = None,
+        max_running: int = 32,
+        retention_seconds: float | None = 7 * 24 * 3600,
+        max_tasks: int | None = 10_000,
+    ) -> None:
+        self.store = store or MemoryTaskStore()
+        self.settings = settings or RuntimeSettings()
+        self.limits = limits or Limits()
+        self.max_running = max_running
+        self.retention_seconds = retention_seconds
+        self.max_tasks = max_tasks
+        self._llm_provider = llm_provider
+        self._llm_clients: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._runs: dict[str, TaskRun] = {}
+        self._futures: dict[str, Future[Any]] = {}
+
+    # -- the background loop ---------------------------------------------------------------
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid() or not self._thread or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._runs, self._futures = {}, {}
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="workflow-runner", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+                asyncio.run_coroutine_threadsafe(self._housekeeping(), loop)
+                asyncio.run_coroutine_threadsafe(self._watch_cancels(), loop)
+            return self._loop
+
+    async def _watch_cancels(self) -> None:
+        """Cancel requested through another process reaches nodes still running here."""
+        while True:
+            for task_id, run in list(self._runs.items()):
+                try:
+                    if not run.cancelled and self.store.is_cancel_requested(task_id):
+                        run.cancel()
+                except Exception:
+                    logger.exception("checking the cancel flag of %s failed", task_id)
+            await asyncio.sleep(CANCEL_POLL_INTERVAL)
+
+    async def _housekeeping(self) -> None:
+        owner = process_owner_id()
+        while True:
+            try:
+                self.store.heartbeat(owner, list(self._runs))
+                self.store.fail_orphans(stale_after=ORPHAN_AFTER)
+                self.store.prune(self.retention_seconds, self.max_tasks)
+            except Exception:  # never let housekeeping die; the next round retries
+                logger.exception("task store housekeeping failed")
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Cancel this process's running tasks, record them, and stop and close the loop."""
+        for task_id in list(self._runs):
+            self.cancel(task_id)
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is not None and thread is not None and thread.is_alive() and self._pid == os.getpid():
+            for future in list(self._futures.values()):
+                try:
+                    future.result(timeout)
+                except Exception:  # the outcome is already in the store
+                    pass
+            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            if not thread.is_alive():
+                loop.close()
+        for client in self._llm_clients.values():
+            client.cleanup()
+        self._llm_clients.clear()
+
+    # -- LLM clients -------------------------------------------------------------------------
+
+    def llm_client_for(self, inputs: dict[str, Any]) -> Any:
+        """The app's client for its own server; a cached client for another allowed host."""
+        host = str(inputs["apiHost"]).rstrip("/")
+        if self._llm_provider is not None and host == self.settings.llm_base_url.rstrip("/"):
+            return self._llm_provider()
+        from llm_client import LLMClient
+
+        key = (host, str(inputs.get("apiKey") or ""), str(inputs.get("modelName") or ""))
+        with self._lock:
+            client = self._llm_clients.get(key)
+            if client is None:
+                client = LLMClient(host, api_key=key[1] or None, model=key[2] or None, env={})
+                self._llm_clients[key] = client
+            return client
+
+    # -- the API -------------------------------------------------------------------------------
+
+    def run(self, schema: Any, inputs: Any = None) -> str:
+        """Validate and start a task; returns its ID (status ``processing``, or ``failed`` if invalid).
+
+        :raises WorkflowInputError: when ``schema`` is not JSON or ``inputs`` not an object.
+        :raises TaskCapacityError: when this process is full.
+        """
+        schema_obj = parse_schema(schema)
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, dict):
+            raise WorkflowInputError("inputs must be a JSON object")
+        task_id = str(uuid.uuid4())
+        state = TaskState(task_id, inputs)
+        now = time.time()
+        errors = validate_task(schema_obj, inputs) + self._unknown_type_errors(schema_obj)
+        record = TaskRecord(task_id=task_id, status="pending", schema=schema_obj, inputs=inputs, outputs=None,
+                            report=None, error=None, created_at=now, started_at=None, finished_at=None,
+                            cancel_requested=False, owner=process_owner_id(), heartbeat_at=now,
+                            title=_title(schema_obj))
+        if errors:
+            for message in errors:
+                state.add_message("error", message)
+            state.workflow.status = "failed"
+            state.workflow.end_time = None
+            record.status, record.error, record.finished_at = "failed", "; ".join(errors), now
+            record.report, record.outputs = state.export(), {}
+            self.store.create(record)
+            return task_id
+        if len(self._runs) >= self.max_running and self._pid == os.getpid():
+            raise TaskCapacityError(f"this process already runs {self.max_running} tasks; try again later")
+        record.status, record.started_at = "processing", now
+        state.workflow.set("processing")
+        record.report = state.export()
+        self.store.create(record)
+        run = TaskRun(
+            WorkflowDocument(schema_obj), state, self.settings, limits=self.limits, runtime=self,
+            on_change=self._saver(task_id), is_cancel_requested=lambda: self.store.is_cancel_requested(task_id),
+        )
+        loop = self._ensure_loop()
+        self._runs[task_id] = run
+        future = asyncio.run_coroutine_threadsafe(self._process(task_id, run), loop)
+        self._futures[task_id] = future
+        return task_id
+
+    def _unknown_type_errors(self, schema: dict[str, Any]) -> list[str]:
+        if validate_schema(schema):
+            return []
+        unknown = sorted({t for t in _node_types(schema) if t not in _ENGINE_TYPES and get_node_executor(t) is None})
+        return [f"No executor found for node type {t}" for t in unknown]
+
+    def _saver(self, task_id: str) -> Callable[[TaskRun], None]:
+        return _ProgressSaver(self.store, task_id)
+
+    async def _process(self, task_id: str, run: TaskRun) -> dict[str, Any]:
+        try:
+            outputs = await run.process()
+            state = run.state
+            error = "; ".join(m["message"] for m in state.messages["error"]) or None
+            self.store.update(task_id, status=state.workflow.status, outputs=outputs, report=state.export(),
+                              error=error if state.workflow.status == "failed" else None, finished_at=time.time())
+            return outputs
+        finally:
+            self._runs.pop(task_id, None)
+            self._futures.pop(task_id, None)
+
+    def report(self, task_id: str) -> dict[str, Any] | None:
+        record = self.store.get(task_id)
+        return record.report if record is not None else None
+
+    def result(self, task_id: str) -> dict[str, Any] | None:
+        """The outputs once the task terminated, else None (FlowGram's TaskResult)."""
+        record = self.store.get(task_id)
+        if record is None or not record.terminated:
+            return None
+        return record.outputs or {}
+
+    def cancel(self, task_id: str) -> bool:
+        """Request cancel (honoured by whichever process runs it); False for an unknown task."""
+        known = self.store.request_cancel(task_id)
+        run = self._runs.get(task_id)
+        if run is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(run.cancel)
+        return known
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        return self.store.get(task_id)
+
+    def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
+        """Block until the task terminates or ``timeout`` passes; returns its record."""
+        future = self._futures.get(task_id)
+        if future is not None:
+            try:
+                future.result(timeout)
+            except Exception:  # the outcome is in the store
+                pass
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.store.get(task_id)
+            if record is None or record.terminated or time.monotonic() >= deadline:
+                return record
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    async def wait_async(self, task_id: str, timeout: float) -> TaskRecord | None:
+        return await asyncio.to_thread(self.wait, task_id, timeout)
+
+
+class _ProgressSaver:
+    """Saves a running task's report to the store at most every ``interval`` seconds.
+
+    Exporting a report costs time in its size, and a node changes status twice, so
+    saving on every change would make long chains quadratic. Changes in between
+    are saved by a timer; terminal statuses are saved at once.
+    """
+
+    def __init__(self, store: TaskStore, task_id: str, interval: float = 0.1) -> None:
+        self.store = store
+        self.task_id = task_id
+        self.interval = interval
+        self.last = 0.0
+        self.pending = False
+
+    def __call__(self, run: TaskRun) -> None:
+        now = time.monotonic()
+        if run.state.workflow.terminated or now - self.last >= self.interval:
+            self.flush(run)
+        elif not self.pending:
+            self.pending = True
+            asyncio.get_running_loop().call_later(self.interval - (now - self.last), self.flush, run)
+
+    def flush(self, run: TaskRun) -> None:
+        self.pending = False
+        self.last = time.monotonic()
+        state = run.state
+        self.store.save_progress(self.task_id, state.workflow.status, state.export(),
+                                 outputs=state.outputs if state.workflow.terminated else None)
+
+
+async def _cancel_all() -> None:
+    """Cancel every other task of the running loop (housekeeping) and wait for them."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def parse_schema(schema: Any) -> dict[str, Any]:
+    """The schema as a dict: FlowGram sends it as a JSON string; an object is accepted too."""
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except ValueError as exc:
+            raise WorkflowInputError(f"schema is not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise WorkflowInputError("schema must be a JSON object (or a JSON string of one)")
+    return schema
+
+
+def _node_types(schema: dict[str, Any]) -> set[str]:
+    types: set[str] = set()
+    stack = list(schema.get("nodes") or [])
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            types.add(str(node.get("type")))
+            stack.extend(node.get("blocks") or [])
+    return types
+
+
+def _title(schema: dict[str, Any]) -> str:
+    for node in schema.get("nodes") or []:
+        if isinstance(node, dict) and node.get("type") == "start":
+            return str((node.get("data") or {}).get("title") or "")
+    return ""
+
+
+# -- FlowGram's API functions -------------------------------------------------------------------
+
+_default_runtime: WorkflowRuntime | None = None
+
+
+def default_runtime() -> WorkflowRuntime:
+    global _default_runtime
+    if _default_runtime is None:
+        _default_runtime = WorkflowRuntime()
+    return _default_runtime
+
+
+def set_default_runtime(runtime: WorkflowRuntime) -> None:
+    global _default_runtime
+    _default_runtime = runtime
+
+
+def _api(fn: Callable[[WorkflowRuntime, dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    async def call(request: dict[str, Any]) -> Any:
+        if not isinstance(request, dict):
+            raise WorkflowInputError("the request must be an object")
+        return fn(default_runtime(), request)
+
+    call.__name__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    return call
+
+
+@_api
+def TaskRunAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, str]:  # noqa: N802
+    """``{schema, inputs}`` → ``{taskID}``."""
+    return {"taskID": runtime.run(request.get("schema"), request.get("inputs"))}
+
+
+@_api
+def TaskReportAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, Any] | None:  # noqa: N802
+    """``{taskID}`` → the report, or None for an unknown task."""
+    return runtime.report(str(request.get("taskID")))
+
+
+@_api
+def TaskResultAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, Any] | None:  # noqa: N802
+    """``{taskID}`` → the outputs once terminated, else None."""
+    return runtime.result(str(request.get("taskID")))
+
+
+@_api
+def TaskCancelAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, bool]:  # noqa: N802
+    """``{taskID}`` → ``{success}`` (False only for an unknown task)."""
+    return {"success": runtime.cancel(str(request.get("taskID")))}
+
+
+@_api
+def TaskValidateAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    """``{schema, inputs}`` → ``{valid, errors?}``; node types with no executor add a warning."""
+    schema = parse_schema(request.get("schema"))
+    errors = validate_task(schema, request.get("inputs") or {})
+    result: dict[str, Any] = {"valid": not errors}
+    if errors:
+        result["errors"] = errors
+    unknown = sorted({t for t in _node_types(schema) if t not in _ENGINE_TYPES and get_node_executor(t) is None})
+    if unknown:
+        result["warnings"] = [f"No executor found for node type {t}: running it will fail" for t in unknown]
+    return result
+
+
+class WorkflowApplication:
+    """A sync facade: ``run`` (optionally waiting), ``result``, ``report``, ``cancel``."""
+
+    def __init__(self, runtime: WorkflowRuntime | None = None) -> None:
+        self.runtime = runtime or default_runtime()
+
+    def run(self, schema: Any, inputs: dict[str, Any] | None = None, *, wait: float | None = None) -> str:
+        task_id = self.runtime.run(schema, inputs)
+        if wait:
+            self.runtime.wait(task_id, wait)
+        return task_id
+
+    def result(self, task_id: str) -> dict[str, Any] | None:
+        return self.runtime.result(task_id)
+
+    def report(self, task_id: str) -> dict[str, Any] | None:
+        return self.runtime.report(task_id)
+
+    def cancel(self, task_id: str) -> bool:
+        return self.runtime.cancel(task_id)
+

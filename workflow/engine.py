@@ -1,0 +1,380 @@
+"""Runs one workflow task: FlowGram's scheduling, variables, loops, cancel and reports.
+
+A node runs once all its predecessors ran or were skipped; independent
+branches run concurrently; a condition's untaken branches are skipped (no
+report); loop iterations run in turn, each in a child scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .document import TERMINAL_TYPES, WorkflowDocument, WorkflowNode
+from .executor import NodeError, NodeResult, RuntimeSettings, get_node_executor
+from .report import TaskState
+from .values import TypedValue, infer_typed, output_defaults, parse_inputs, render_template, resolve_flow_value
+
+LOCALS_SUFFIX = "_locals"
+
+
+class TaskCanceled(Exception):
+    """The task was canceled; raised to unwind, never reported as an error."""
+
+
+class TaskDeadline(Exception):
+    """The task ran past its deadline."""
+
+
+@dataclass
+class Limits:
+    """Bounds that end runaway tasks as failed."""
+
+    #: seconds a task may run (None = no limit)
+    deadline: float | None = 600.0
+    #: iterations one loop node may run
+    max_loop_iterations: int = 10_000
+
+
+class VariableStore:
+    """Node outputs as typed variables; a loop iteration gets a child that falls back to its parent."""
+
+    def __init__(self, parent: VariableStore | None = None) -> None:
+        self.parent = parent
+        self.values: dict[str, dict[str, TypedValue]] = {}
+
+    def set(self, node_id: str, key: str, value: TypedValue) -> None:
+        self.values.setdefault(node_id, {})[key] = value
+
+    def get(self, node_id: str, key: str) -> TypedValue | None:
+        scope = self
+        while scope is not None:
+            found = scope.values.get(node_id, {}).get(key)
+            if found is not None:
+                return found
+            scope = scope.parent
+        return None
+
+
+@dataclass
+class Scope:
+    """Where a (sub-)workflow runs: the whole task, or one loop iteration."""
+
+    store: VariableStore
+    executed: set[str] = field(default_factory=set)
+    flags: set[str] = field(default_factory=set)  # "loop-break", "loop-continue"
+
+
+class NodeContext:
+    """The :class:`~workflow.executor.ExecutionContext` given to executors."""
+
+    def __init__(self, run: TaskRun, scope: Scope, node: WorkflowNode, inputs: dict[str, Any]) -> None:
+        self.run = run
+        self.scope = scope
+        self.node = node
+        self.inputs = inputs
+        self.settings = run.settings
+
+    @property
+    def runtime(self) -> Any:
+        return self.run.runtime
+
+    def lookup(self, node_id: str, key: str) -> TypedValue | None:
+        return self.run.lookup(self.scope, node_id, key)
+
+    def parse_inputs(self, schema: dict[str, Any] | None, values: dict[str, Any] | None) -> dict[str, Any]:
+        return parse_inputs(schema, values, self.lookup, self.warn)
+
+    def render_template(self, text: str) -> str:
+        return render_template(text, self.lookup)
+
+    def resolve(self, flow_value: dict[str, Any], declared: dict[str, Any] | None = None) -> TypedValue | None:
+        return resolve_flow_value(flow_value, declared, self.lookup)
+
+    def warn(self, message: str) -> None:
+        self.run.state.add_message("warning", f'node "{self.node.id}": {message}', self.node.id)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.run.cancelled
+
+
+class TaskRun:
+    """One execution of a workflow document.
+
+    :param on_change: called after every status change (the task store saves progress there).
+    :param is_cancel_requested: polled before each node and loop iteration (a flag in the store).
+    """
+
+    def __init__(
+        self,
+        document: WorkflowDocument,
+        state: TaskState,
+        settings: RuntimeSettings,
+        *,
+        limits: Limits | None = None,
+        runtime: Any = None,
+        on_change: Callable[[TaskRun], None] | None = None,
+        is_cancel_requested: Callable[[], bool] | None = None,
+    ) -> None:
+        self.document = document
+        self.state = state
+        self.settings = settings
+        self.limits = limits or Limits()
+        self.runtime = runtime
+        self._on_change = on_change or (lambda run: None)
+        self._is_cancel_requested = is_cancel_requested or (lambda: False)
+        self.cancelled = False
+        self.globals = self._global_variables()
+        self._started = time.monotonic()
+
+    # -- variables ---------------------------------------------------------------------
+
+    def _global_variables(self) -> dict[str, TypedValue]:
+        schema = self.document.global_schema or {}
+        defaults = output_defaults(schema)
+        declared = schema.get("properties") or {}
+        return {key: _typed(defaults.get(key), declared.get(key)) for key in declared}
+
+    def lookup(self, scope: Scope, node_id: str, key: str) -> TypedValue | None:
+        if node_id == "global":
+            return self.globals.get(key)
+        return scope.store.get(node_id, key)
+
+    # -- control -----------------------------------------------------------------------
+
+    def changed(self) -> None:
+        self._on_change(self)
+
+    def check_continue(self) -> None:
+        """Raise if the task was canceled or ran past its deadline."""
+        if not self.cancelled and self._is_cancel_requested():
+            self.cancel()
+        if self.cancelled:
+            raise TaskCanceled()
+        deadline = self.limits.deadline
+        if deadline is not None and time.monotonic() - self._started > deadline:
+            raise TaskDeadline(f"Task exceeded its deadline of {deadline:g}s")
+
+    def cancel(self) -> None:
+        """Mark the workflow and every processing node canceled (running executors are not aborted)."""
+        if self.state.workflow.terminated:
+            return
+        self.cancelled = True
+        self.state.workflow.set("canceled")
+        for status in self.state.nodes.values():
+            if status.status == "processing":
+                status.set("canceled")
+        self.changed()
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def process(self) -> dict[str, Any]:
+        """Run from the start node; returns the workflow outputs ({} unless succeeded)."""
+        state = self.state
+        state.workflow.set("processing")
+        self.changed()
+        try:
+            await self.execute_node(self.document.start, Scope(VariableStore()))
+        except TaskCanceled:
+            return {}
+        except Exception as exc:
+            if self.cancelled:
+                return {}
+            if isinstance(exc, TaskDeadline):
+                state.add_message("error", str(exc))
+                for status in state.nodes.values():
+                    if status.status == "processing":
+                        status.set("failed")
+            state.outputs = {}
+            state.workflow.set("failed")
+            self.changed()
+            return {}
+        if self.cancelled:
+            return {}
+        state.workflow.set("succeeded")
+        self.changed()
+        return state.outputs
+
+    async def execute_node(self, node: WorkflowNode, scope: Scope) -> None:
+        """Run ``node`` and what follows it: a chain in this loop (no recursion, so
+        chains of any length work), fan-outs concurrently."""
+        current: WorkflowNode | None = node
+        while current is not None:
+            result = await self._execute_one(current, scope)
+            if result is None:
+                return
+            targets = self._next_nodes(current, result, scope)
+            if len(targets) == 1:
+                current = targets[0]
+                continue
+            if targets:
+                await _gather_all(self.execute_node(target, scope) for target in targets)
+            return
+
+    async def _execute_one(self, node: WorkflowNode, scope: Scope) -> NodeResult | None:
+        """Run one node; None if it must not run yet (a join) or the task was canceled."""
+        if any(prev not in scope.executed for prev in node.prev):
+            return None  # a join: the last predecessor to finish runs it
+        self.check_continue()
+        status = self.state.node_status(node.id)
+        status.set("processing")
+        snapshot = self.state.new_snapshot(node.id, node.data)
+        self.changed()
+        try:
+            context = NodeContext(self, scope, node, {})
+            context.inputs = self._node_inputs(node, context)
+            snapshot["inputs"] = dict(context.inputs)
+            result = await self._run_executor(node, context, scope)
+            if self.cancelled:
+                return None
+            snapshot["outputs"] = result.outputs
+            if result.snapshot_inputs is not None:
+                snapshot["inputs"] = result.snapshot_inputs
+            if result.branch is not None:
+                snapshot["branch"] = result.branch
+            self._set_outputs(node, result.outputs, scope)
+            scope.executed.add(node.id)
+            status.set("succeeded")
+            self.changed()
+            return result
+        except (TaskCanceled, TaskDeadline):
+            raise
+        except Exception as exc:
+            if self.cancelled:
+                raise TaskCanceled() from exc
+            message = str(exc) or type(exc).__name__
+            snapshot["error"] = message
+            self.state.add_message("error", message, node.id)
+            status.set("failed")
+            self.changed()
+            raise
+
+    def _node_inputs(self, node: WorkflowNode, context: NodeContext) -> dict[str, Any]:
+        if node.type == "start":
+            return {}
+        return context.parse_inputs(node.inputs_schema, node.inputs_values)
+
+    async def _run_executor(self, node: WorkflowNode, context: NodeContext, scope: Scope) -> NodeResult:
+        if node.type == "loop":
+            return await self._run_loop(node, context, scope)
+        executor = get_node_executor(node.type)
+        if executor is None:
+            raise NodeError(f"No executor found for node type {node.type}")
+        result = await executor(context)
+        return result if isinstance(result, NodeResult) else NodeResult(dict(result or {}))
+
+    def _set_outputs(self, node: WorkflowNode, outputs: dict[str, Any], scope: Scope) -> None:
+        if node.type == "start":
+            outputs = {**output_defaults(node.outputs_schema), **outputs}
+        if node.type == "loop":
+            for key, value in outputs.items():
+                scope.store.set(node.id, key, infer_typed(value))
+            return
+        declared = (node.outputs_schema or {}).get("properties") or {}
+        defaults = output_defaults(node.outputs_schema)
+        for key, schema in declared.items():
+            value = outputs.get(key)
+            scope.store.set(node.id, key, _typed(value if value is not None else defaults.get(key), schema))
+        if node.type == "end":
+            self.state.outputs = dict(outputs)
+
+    def _next_nodes(self, node: WorkflowNode, result: NodeResult, scope: Scope) -> list[WorkflowNode]:
+        if node.type in TERMINAL_TYPES:
+            if node.type in ("break", "continue"):
+                scope.flags.add(f"loop-{node.type}")
+            return []
+        if result.branch is not None:
+            taken = node.next_by_port.get(result.branch, [])
+            if not taken:
+                raise NodeError(f'Branch "{result.branch}" not found')
+            others = [t for port, targets in node.next_by_port.items() if port != result.branch for t in targets]
+            skipped = self.document.reachable(others) - self.document.reachable(taken)
+            scope.executed.update(skipped)
+            targets = taken
+        else:
+            targets = node.next
+        if not targets:
+            raise NodeError(f'Node "{node.id}" has no next nodes')
+        return [self.document.nodes[t] for t in targets]
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    async def _run_loop(self, node: WorkflowNode, context: NodeContext, scope: Scope) -> NodeResult:
+        loop_for = node.data.get("loopFor")
+        typed = context.resolve(loop_for) if isinstance(loop_for, dict) else None
+        if typed is None or typed.value is None:
+            raise NodeError('Loop "loopFor" is required')
+        if typed.type in ("object", "map") and isinstance(typed.value, dict):
+            entries = [(key, value) for key, value in typed.value.items()]
+            items_type = infer_typed(next(iter(typed.value.values()), None)).type if typed.value else None
+        elif typed.type == "array" and isinstance(typed.value, list):
+            entries = [(None, value) for value in typed.value]
+            items_type = typed.items_type
+            if items_type is None and typed.value:
+                raise NodeError('"loopFor.items" must be array items')
+        else:
+            raise NodeError('Loop "loopFor" must be an array')
+        block_start = self.document.find("block-start", node.id)
+        if block_start is None:
+            raise NodeError(f'Loop "{node.id}" has no block-start node')
+        loop_outputs: dict[str, Any] = node.data.get("loopOutputs") or {}
+        collected: dict[str, list[Any]] = {name: [] for name in loop_outputs}
+        collected_types: dict[str, str] = {}
+        if len(entries) > self.limits.max_loop_iterations:
+            raise NodeError(
+                f'Loop "{node.id}" would run {len(entries)} iterations; the limit is {self.limits.max_loop_iterations}'
+            )
+        for index, (key, item) in enumerate(entries):
+            self.check_continue()
+            sub = Scope(VariableStore(scope.store))
+            locals_id = node.id + LOCALS_SUFFIX
+            inferred = infer_typed(item)
+            sub.store.set(locals_id, "item", TypedValue(item, items_type or inferred.type, inferred.items_type))
+            sub.store.set(locals_id, "index", TypedValue(index, "number"))
+            if key is not None:
+                sub.store.set(locals_id, "key", TypedValue(key, "string"))
+            try:
+                await self.execute_node(block_start, sub)
+            except (TaskCanceled, TaskDeadline):
+                raise
+            except Exception as exc:
+                if self.cancelled:
+                    raise TaskCanceled() from exc
+                raise NodeError("Loop block execute error") from exc
+            if "loop-break" in sub.flags:
+                break
+            if "loop-continue" in sub.flags:
+                continue
+            for name, ref in loop_outputs.items():
+                value = resolve_flow_value(ref, None, lambda n, k: self.lookup(sub, n, k))
+                if value is None:
+                    continue
+                expected = collected_types.setdefault(name, value.type)
+                if value.type != expected and {value.type, expected} != {"integer", "number"}:
+                    raise NodeError(f"Array items type must be same, expect {expected}, but got {value.type}")
+                collected[name].append(value.value)
+        return NodeResult(collected)
+
+
+def _typed(value: Any, schema: dict[str, Any] | None) -> TypedValue:
+    """A variable with its declared type (FlowGram keeps declared types for whole refs)."""
+    if not schema or "type" not in schema:
+        return infer_typed(value)
+    items = schema.get("items") or {}
+    return TypedValue(value, schema["type"], items.get("type") if isinstance(items, dict) else None)
+
+
+async def _gather_all(coros: Any) -> None:
+    """Run concurrently; on the first failure cancel the rest and raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Executors of the built-in FlowGram node types."""
