@@ -87,6 +87,8 @@ def get_workflow_runtime(app: Flask | None = None) -> WorkflowRuntime:
                 limits=Limits(deadline=config["FLOWBRIDGE_TASK_DEADLINE"],
                               max_loop_iterations=config["FLOWBRIDGE_MAX_LOOP_ITERATIONS"]),
                 max_running=config["FLOWBRIDGE_MAX_RUNNING_TASKS"],
+                retention_seconds=config["FLOWBRIDGE_TASK_RETENTION_HOURS"] * 3600,
+                max_tasks=config["FLOWBRIDGE_TASK_KEEP"],
             )
             state["workflow_runtime"], state["workflow_pid"] = runtime, os.getpid()
             atexit.register(runtime.shutdown)

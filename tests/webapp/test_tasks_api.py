@@ -178,3 +178,19 @@ def test_cancel_through_another_worker(three_workers: GunicornServer, upstream: 
     assert status == "canceled"
     with requests.get(f"{url}/api/task/result", params={"taskID": task_id}, timeout=10) as r:
         assert r.status_code == 409 and r.json()["error"]["type"] == "task_canceled"
+
+
+def test_over_capacity_is_503_with_retry_after(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.configure(delay=1.0)
+    app = create_app({"TESTING": True, "LLM_BASE_URL": upstream.base_url, "FLOWBRIDGE_TASK_DB": "memory",
+                      "FLOWBRIDGE_MAX_RUNNING_TASKS": 1})
+    client = app.test_client()
+    body = {"schema": simple_schema(prompt_node=True), "inputs": {"q": "slow"}}
+    first = client.post("/api/task/run", json=body)
+    second = client.post("/api/task/run", json=body)
+    assert first.status_code == 200
+    assert second.status_code == 503 and second.headers["Retry-After"] == "2"
+    assert second.json["error"]["type"] == "overloaded"
+    from webapp.extensions import close_workflow_runtime
+
+    close_workflow_runtime(app)
