@@ -138,6 +138,7 @@ class WorkflowRuntime:
         for client in self._llm_clients.values():
             client.cleanup()
         self._llm_clients.clear()
+        self.store.flush()
 
     # -- LLM clients -------------------------------------------------------------------------
 

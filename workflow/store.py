@@ -271,7 +271,8 @@ class MemoryTaskStore(TaskStore):
         now = time.time() if now is None else now
         with self._lock:
             done = sorted((r for r in self._tasks.values() if r.terminated), key=_finished)
-            doomed = [r.task_id for r in done if max_age_seconds is not None and _finished(r)[0] <= now - max_age_seconds]
+            cutoff = -float("inf") if max_age_seconds is None else now - max_age_seconds
+            doomed = [r.task_id for r in done if _finished(r)[0] <= cutoff]
             if max_tasks is not None:
                 excess = len(self._tasks) - len(doomed) - max(max_tasks, 0)
                 aged = set(doomed)
