@@ -230,3 +230,24 @@ def test_async_api_and_sync_facade() -> None:
         assert app.result(second) == {"q": "y"}
     finally:
         runtime.shutdown()
+
+
+@pytest.mark.parametrize(("script", "named"), [
+    ("function main({params}) { while (true) {} }", "timeout"),
+    ("function main({params}) { const a = []; while (true) a.push(new Array(1e6).fill(1)); }", "memory"),
+])
+def test_a_runaway_code_node_is_stopped_and_fails(script: str, named: str) -> None:
+    runtime = WorkflowRuntime(MemoryTaskStore(), RuntimeSettings(code_timeout=1.0))
+    schema = {"nodes": [node("start_0", "start", outputs=obj()),
+                        node("code_0", "code", script={"language": "javascript", "content": script},
+                             outputs=obj(result={"type": "string"})),
+                        node("end_0", "end")],
+              "edges": [edge("start_0", "code_0"), edge("code_0", "end_0")]}
+    try:
+        record = run(runtime, schema)
+    finally:
+        runtime.shutdown()
+    assert record.status == "failed"
+    assert record.report["reports"]["code_0"]["status"] == "failed"
+    message = record.report["messages"]["error"][0]["message"]
+    assert message.startswith("Code execution failed") and named in message
