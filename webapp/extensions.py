@@ -1,8 +1,7 @@
-"""Per-process resources of the app: the LLM client.
+"""Per-process resources of the app: the LLM client and the workflow runtime.
 
-The client (and with it the async pool's threads) is created on first use in
-each process, so under gunicorn it is born in the worker after the fork, never
-in the master.
+Each is created on first use in each process, so under gunicorn its threads
+are born in the worker after the fork, never in the master.
 """
 
 from __future__ import annotations
@@ -10,6 +9,8 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
@@ -18,23 +19,45 @@ from llm_client import LLMClient
 from workflow import Limits, RuntimeSettings, WorkflowRuntime
 from workflow.store import make_task_store
 
+T = TypeVar("T")
+
 _lock = threading.Lock()
 
 
-def get_llm_client(app: Flask | None = None) -> LLMClient:
-    """The app's client for this process, created on first call."""
+def _per_process(app: Flask | None, name: str, build: Callable[[Flask], T], close: Callable[[T], Any]) -> T:
+    """``app``'s ``name`` for this process: built on first use, rebuilt after a fork."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     state = app.extensions.setdefault("flowbridge", {})
-    client = state.get("llm_client")
-    if client is not None and state.get("pid") == os.getpid():
-        return client
+    entry = state.get(name)
+    if entry is not None and entry[1] == os.getpid():
+        return entry[0]
     with _lock:
-        client = state.get("llm_client")
-        if client is None or state.get("pid") != os.getpid():
-            client = LLMClient(max_workers=pool_size(app), env=app.config["LLM_ENV"])
-            state["llm_client"], state["pid"] = client, os.getpid()
-            atexit.register(client.cleanup)
-    return client
+        entry = state.get(name)
+        if entry is None or entry[1] != os.getpid():
+            resource = build(app)
+            state[name] = entry = (resource, os.getpid())
+            atexit.register(close, resource)
+    return entry[0]
+
+
+def _close(app: Flask, name: str, close: Callable[[Any], Any]) -> None:
+    entry = app.extensions.get("flowbridge", {}).pop(name, None)
+    if entry is not None and entry[1] == os.getpid():
+        close(entry[0])
+
+
+def get_llm_client(app: Flask | None = None) -> LLMClient:
+    """The app's LLM client for this process."""
+    return _per_process(app, "llm_client", _build_llm_client, LLMClient.cleanup)
+
+
+def _build_llm_client(app: Flask) -> LLMClient:
+    return LLMClient(max_workers=pool_size(app), env=app.config["LLM_ENV"])
+
+
+def close_llm_client(app: Flask) -> None:
+    """Clean up this process's client, if it has one (gunicorn's worker_exit calls this)."""
+    _close(app, "llm_client", LLMClient.cleanup)
 
 
 def pool_size(app: Flask) -> int:
@@ -50,14 +73,6 @@ def pool_size(app: Flask) -> int:
     return max(workers, app.config["FLOWBRIDGE_REQUEST_THREADS"])
 
 
-def close_llm_client(app: Flask) -> None:
-    """Clean up this process's client, if it has one (gunicorn's worker_exit calls this)."""
-    state = app.extensions.get("flowbridge", {})
-    client = state.pop("llm_client", None)
-    if client is not None:
-        client.cleanup()
-
-
 def describe_upstream(app: Flask) -> dict[str, str]:
     """Model and upstream for display, without creating the client or showing a key."""
     settings = app.extensions["flowbridge"]["settings"]
@@ -65,38 +80,29 @@ def describe_upstream(app: Flask) -> dict[str, str]:
 
 
 def get_workflow_runtime(app: Flask | None = None) -> WorkflowRuntime:
-    """This process's workflow runtime (task store, runner loop), created on first use."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    state = app.extensions["flowbridge"]
-    runtime = state.get("workflow_runtime")
-    if runtime is not None and state.get("workflow_pid") == os.getpid():
-        return runtime
-    with _lock:
-        runtime = state.get("workflow_runtime")
-        if runtime is None or state.get("workflow_pid") != os.getpid():
-            config = app.config
-            settings = state["settings"]
-            runtime = WorkflowRuntime(
-                make_task_store(config["FLOWBRIDGE_TASK_DB"] or os.path.join(app.instance_path, "tasks.db")),
-                RuntimeSettings(
-                    allowed_hosts=frozenset(config["FLOWBRIDGE_ALLOWED_HOSTS"]),
-                    llm_base_url=settings.base_url,
-                    llm_model=settings.model,
-                ),
-                llm_provider=lambda: get_llm_client(app),
-                limits=Limits(deadline=config["FLOWBRIDGE_TASK_DEADLINE"],
-                              max_loop_iterations=config["FLOWBRIDGE_MAX_LOOP_ITERATIONS"]),
-                max_running=config["FLOWBRIDGE_MAX_RUNNING_TASKS"],
-                retention_seconds=config["FLOWBRIDGE_TASK_RETENTION_HOURS"] * 3600,
-                max_tasks=config["FLOWBRIDGE_TASK_KEEP"],
-            )
-            state["workflow_runtime"], state["workflow_pid"] = runtime, os.getpid()
-            atexit.register(runtime.shutdown)
-    return runtime
+    """This process's workflow runtime (task store, runner loop)."""
+    return _per_process(app, "workflow_runtime", _build_workflow_runtime, WorkflowRuntime.shutdown)
+
+
+def _build_workflow_runtime(app: Flask) -> WorkflowRuntime:
+    config = app.config
+    settings = app.extensions["flowbridge"]["settings"]
+    return WorkflowRuntime(
+        make_task_store(config["FLOWBRIDGE_TASK_DB"] or os.path.join(app.instance_path, "tasks.db")),
+        RuntimeSettings(
+            allowed_hosts=frozenset(config["FLOWBRIDGE_ALLOWED_HOSTS"]),
+            llm_base_url=settings.base_url,
+            llm_model=settings.model,
+        ),
+        llm_provider=lambda: get_llm_client(app),
+        limits=Limits(deadline=config["FLOWBRIDGE_TASK_DEADLINE"],
+                      max_loop_iterations=config["FLOWBRIDGE_MAX_LOOP_ITERATIONS"]),
+        max_running=config["FLOWBRIDGE_MAX_RUNNING_TASKS"],
+        retention_seconds=config["FLOWBRIDGE_TASK_RETENTION_HOURS"] * 3600,
+        max_tasks=config["FLOWBRIDGE_TASK_KEEP"],
+    )
 
 
 def close_workflow_runtime(app: Flask) -> None:
     """Cancel and record this process's running tasks (gunicorn's worker_exit calls this)."""
-    runtime = app.extensions.get("flowbridge", {}).pop("workflow_runtime", None)
-    if runtime is not None:
-        runtime.shutdown()
+    _close(app, "workflow_runtime", WorkflowRuntime.shutdown)

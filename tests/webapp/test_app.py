@@ -182,7 +182,7 @@ def test_the_pool_is_sized_to_the_request_threads(upstream: FakeUpstream) -> Non
     with explicit.app_context():
         assert get_llm_client().pool_stats.size == 3
     for each in (app, explicit):
-        each.extensions["flowbridge"]["llm_client"].cleanup()
+        each.extensions["flowbridge"]["llm_client"][0].cleanup()
 
 
 def test_async_route_reuses_its_loop_and_threads(app: Flask, client: FlaskClient) -> None:
@@ -197,6 +197,6 @@ def test_async_route_reuses_its_loop_and_threads(app: Flask, client: FlaskClient
     # Threads are bounded by the pool, not by requests: the executor starts its
     # threads lazily (at most pool size), and each keeps one keep-alive
     # connection, i.e. one handler thread in the in-process fake upstream.
-    size = app.extensions["flowbridge"]["llm_client"].pool_stats.size
+    size = app.extensions["flowbridge"]["llm_client"][0].pool_stats.size
     assert bridge_threads() - bridges < size
     assert threading.active_count() - threads <= 2 * size
