@@ -165,6 +165,7 @@ class WorkflowRuntime:
         :raises WorkflowInputError: when ``schema`` is not JSON or ``inputs`` not an object.
         :raises TaskCapacityError: when this process is full.
         """
+        self._ensure_loop()  # also starts housekeeping: orphans of dead processes get failed
         schema_obj = parse_schema(schema)
         if inputs is None:
             inputs = {}
@@ -225,12 +226,12 @@ class WorkflowRuntime:
             self._futures.pop(task_id, None)
 
     def report(self, task_id: str) -> dict[str, Any] | None:
-        record = self.store.get(task_id)
+        record = self.get(task_id)
         return record.report if record is not None else None
 
     def result(self, task_id: str) -> dict[str, Any] | None:
         """The outputs once the task terminated, else None (FlowGram's TaskResult)."""
-        record = self.store.get(task_id)
+        record = self.get(task_id)
         if record is None or not record.terminated:
             return None
         return record.outputs or {}
@@ -244,6 +245,7 @@ class WorkflowRuntime:
         return known
 
     def get(self, task_id: str) -> TaskRecord | None:
+        self._ensure_loop()  # a process that only answers queries still fails orphans
         return self.store.get(task_id)
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:

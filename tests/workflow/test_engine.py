@@ -251,3 +251,27 @@ def test_a_runaway_code_node_is_stopped_and_fails(script: str, named: str) -> No
     assert record.report["reports"]["code_0"]["status"] == "failed"
     message = record.report["messages"]["error"][0]["message"]
     assert message.startswith("Code execution failed") and named in message
+
+
+def test_a_task_of_a_dead_process_ends_failed(tmp_path) -> None:
+    import time
+
+    from workflow.store import SQLiteTaskStore, TaskRecord
+
+    store = SQLiteTaskStore(tmp_path / "tasks.db")
+    old = time.time() - 3600
+    store.create(TaskRecord(task_id="orphan", status="processing", schema={}, inputs={}, outputs=None, report=None,
+                            error=None, created_at=old, started_at=old, finished_at=None, cancel_requested=False,
+                            owner="gone-host:1:dead", heartbeat_at=old))
+    runtime = WorkflowRuntime(store)
+    try:
+        runtime.run({"nodes": [], "edges": []})  # any call starts this process's housekeeping
+        record = None
+        for _ in range(100):
+            record = store.get("orphan")
+            if record.terminated:
+                break
+            time.sleep(0.05)
+    finally:
+        runtime.shutdown()
+    assert record.status == "failed" and "gone-host:1:dead" in record.error
