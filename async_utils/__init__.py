@@ -4,12 +4,13 @@
 * :class:`AsyncHelper` has ``run_with_timeout``, ``gather_with_limit`` and ``run_async_in_sync``;
 * :class:`AsyncBatchProcessor` applies a function to many items with bounded concurrency;
 * :func:`async_route` runs ``async def`` Flask views on a persistent per-thread event loop;
-* :func:`loops_created` counts the event loops created, to check none is made per call.
+* :func:`loops_created` counts the event loops created, to check none is made per call;
+* :func:`thread_loop` is the calling thread's persistent loop (event streams drive async sources on it).
 """
 
 from __future__ import annotations
 
-from ._loops import loops_created
+from ._loops import loops_created, thread_loop
 from .batch import AsyncBatchProcessor
 from .config import AsyncConfig, AsyncConfigError
 from .flask_bridge import async_route
@@ -22,4 +23,5 @@ __all__ = [
     "AsyncHelper",
     "async_route",
     "loops_created",
+    "thread_loop",
 ]

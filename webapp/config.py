@@ -35,11 +35,14 @@ DEFAULTS: dict[str, Any] = {
     # Finished tasks are kept this long, and at most this many.
     "FLOWBRIDGE_TASK_RETENTION_HOURS": 168.0,
     "FLOWBRIDGE_TASK_KEEP": 10000,
+    # Seconds of silence after which an event stream sends a comment line, so proxies keep it open.
+    "FLOWBRIDGE_SSE_HEARTBEAT": 15.0,
 }
 
 _INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH", "FLOWBRIDGE_MAX_LOOP_ITERATIONS",
          "FLOWBRIDGE_MAX_RUNNING_TASKS", "FLOWBRIDGE_TASK_KEEP")
-_FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_TASK_DEADLINE", "FLOWBRIDGE_TASK_RETENTION_HOURS")
+_FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_TASK_DEADLINE", "FLOWBRIDGE_TASK_RETENTION_HOURS",
+           "FLOWBRIDGE_SSE_HEARTBEAT")
 
 
 class ConfigError(ValueError):

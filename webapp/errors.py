@@ -64,38 +64,46 @@ def _wants_html() -> bool:
     return best == "text/html"
 
 
+#: How errors of the LLM client (and the bridge's timeout) answer: first match wins.
+_CLASSES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (LLMQueueFullError, 503, "overloaded"),
+    (LLMTimeoutError, 504, "upstream_timeout"),
+    (asyncio.TimeoutError, 504, "upstream_timeout"),
+    (LLMStatusError, 502, "upstream_error"),
+    (LLMConnectionError, 502, "upstream_unreachable"),
+    (LLMResponseError, 502, "upstream_bad_response"),
+    (LLMError, 502, "upstream_error"),
+)
+
+
+def classify(exc: BaseException) -> tuple[int, str, str]:
+    """``(HTTP status, error type, message)`` for an exception, as the API reports it.
+
+    Used by the error handlers and by event streams, whose ``error`` events carry
+    the same type as ``error_code``. Anything unexpected is a 500 whose message
+    points to the server log, so internals never reach the client.
+    """
+    for cls, status, type_ in _CLASSES:
+        if isinstance(exc, cls):
+            if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, LLMError):
+                return status, type_, "the LLM call took longer than LLM_ASYNC_TIMEOUT"
+            return status, type_, str(exc)
+    if isinstance(exc, APIError):
+        return exc.status, exc.type, exc.message
+    return 500, "internal_error", "internal server error; see the server log"
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def _api_error(exc: APIError) -> Response:
         return error_response(exc.status, exc.type, exc.message)
 
-    @app.errorhandler(LLMQueueFullError)
-    def _queue_full(exc: LLMQueueFullError) -> Response:
-        return error_response(503, "overloaded", str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-    @app.errorhandler(LLMTimeoutError)
-    def _upstream_timeout(exc: LLMTimeoutError) -> Response:
-        return error_response(504, "upstream_timeout", str(exc))
-
-    @app.errorhandler(asyncio.TimeoutError)
-    def _bridge_timeout(exc: asyncio.TimeoutError) -> Response:
-        return error_response(504, "upstream_timeout", "the LLM call took longer than LLM_ASYNC_TIMEOUT")
-
-    @app.errorhandler(LLMStatusError)
-    def _upstream_status(exc: LLMStatusError) -> Response:
-        return error_response(502, "upstream_error", str(exc))
-
-    @app.errorhandler(LLMConnectionError)
-    def _upstream_down(exc: LLMConnectionError) -> Response:
-        return error_response(502, "upstream_unreachable", str(exc))
-
-    @app.errorhandler(LLMResponseError)
-    def _upstream_garbage(exc: LLMResponseError) -> Response:
-        return error_response(502, "upstream_bad_response", str(exc))
-
     @app.errorhandler(LLMError)
-    def _llm_error(exc: LLMError) -> Response:
-        return error_response(502, "upstream_error", str(exc))
+    @app.errorhandler(asyncio.TimeoutError)
+    def _llm_error(exc: Exception) -> Response:
+        status, type_, message = classify(exc)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+        return error_response(status, type_, message, headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

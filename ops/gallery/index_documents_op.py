@@ -64,7 +64,8 @@ class IndexDocumentsOp(BaseAsyncToolOp):
     """Embed ``documents`` and insert them into the vector store (a document with a known id is replaced).
 
     The output ``index_documents_result`` is how many were indexed; their ids
-    are in ``response.metadata["indexed_ids"]``.
+    are in ``response.metadata["indexed_ids"]``. When the run streams, a
+    ``progress`` chunk follows each embeddings batch.
 
     :param batch_size: texts per embeddings request.
     """
@@ -95,6 +96,8 @@ class IndexDocumentsOp(BaseAsyncToolOp):
         for start in range(0, len(documents), self.batch_size):
             batch = [content for _id, content, _meta in documents[start : start + self.batch_size]]
             vectors.extend(await self.embedding_model.async_embed(batch))
+            if self.context.streaming:
+                await self.context.add_stream_progress(len(vectors), len(documents), "embedded")
         await self.vector_store.async_insert(
             [
                 VectorDoc(id=doc_id, content=content, vector=vector, metadata=metadata)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from async_utils import async_route
-from ops import BaseAsyncToolOp, BaseOp, C, Flow, FlowContext, FlowExpressionError
+from ops import BaseAsyncToolOp, BaseOp, C, Flow, FlowContext, FlowExpressionError, FlowStreamChunk
 from ops.compose import run_op
 from ops.flows import FlowSpec
 
+from .. import sse
 from ..errors import APIError
 
 bp = Blueprint("ops", __name__, url_prefix="/api")
@@ -42,12 +45,23 @@ async def run_op_route(name: str) -> Response:
     op = cls()
     problems = op.tool_call.validate_inputs(inputs) if isinstance(op, BaseAsyncToolOp) else []
     _check(f"op {op.short_name}", problems, inputs)
+    if sse.wants_stream():
+        return sse.sse_response(run_events(f"op {op.short_name}", lambda ctx: _op_summary(op, ctx), inputs))
     context = FlowContext(**inputs)
     await _run(op, context)
+    return jsonify(_op_result(op, context))
+
+
+def _op_result(op: BaseOp, context: FlowContext) -> dict[str, Any]:
     outputs = dict(op.output_dict) if isinstance(op, BaseAsyncToolOp) else {}
     response = context.response
-    return jsonify({"answer": response.answer, "outputs": outputs, "success": response.success,
-                    "metadata": response.metadata})
+    return {"answer": response.answer, "outputs": outputs, "success": response.success,
+            "metadata": response.metadata}
+
+
+async def _op_summary(op: BaseOp, context: FlowContext) -> dict[str, Any]:
+    await run_op(op, context)
+    return _op_result(op, context)
 
 
 @bp.get("/flows")
@@ -90,12 +104,74 @@ async def run_flow_route(name: str) -> Response:
         raise APIError(f"no flow named {name!r}; see GET /api/flows", status=404, type="not_found")
     inputs = _inputs(allow_top_level=True)
     _check(f"flow {name}", flow.tool_call.validate_inputs(inputs), inputs)
+    if _stream_flow(flow):
+        return sse.sse_response(run_events(f"flow {name}", lambda ctx: _flow_summary(flow, ctx), inputs))
     context = FlowContext(**inputs)
     try:
         response = await flow.run(context)
     except ValueError as exc:
         raise APIError(f"flow {name} failed: {exc}", status=422, type="op_failed") from exc
     return jsonify(response.model_dump())
+
+
+async def _flow_summary(flow: Flow, context: FlowContext) -> dict[str, Any]:
+    return (await flow.run(context)).model_dump()
+
+
+def _stream_flow(flow: Flow) -> bool:
+    """A ``stream: true`` flow streams unless the client asks for JSON only; others on request."""
+    accept = request.headers.get("Accept", "")
+    if flow.stream:
+        return not ("application/json" in accept and "text/event-stream" not in accept)
+    return sse.wants_stream()
+
+
+async def run_events(
+    what: str, run: Callable[[FlowContext], Awaitable[dict[str, Any]]], inputs: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
+    """Run an op or flow with a stream queue and turn what it emits into events.
+
+    ``content`` and ``progress`` chunks pass through as they come; the run's
+    summary (answer, outputs, success) is the ``done`` event. An op's own
+    ``error`` chunk ends the stream (and the run); a ``done`` chunk an op emits
+    is kept as ``summary`` in the final ``done``. A ``ValueError`` from an op
+    (input it cannot work with) is an ``error`` with code ``op_failed``.
+    """
+    queue: asyncio.Queue[FlowStreamChunk] = asyncio.Queue()
+    context = FlowContext(stream_queue=queue, **inputs)
+    yield sse.start({"name": what, "flow_id": context.flow_id})
+    task = asyncio.ensure_future(run(context))
+    op_summary: Any = None
+    try:
+        while not task.done() or not queue.empty():
+            if queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    continue
+                chunk = getter.result()
+            else:
+                chunk = queue.get_nowait()
+            if chunk.chunk_type == "error":
+                yield sse.error(str(chunk.chunk), str(chunk.metadata.get("error_code", "op_failed")))
+                return
+            if chunk.chunk_type == "done":
+                op_summary = chunk.chunk
+            elif chunk.chunk_type in ("content", "progress"):
+                yield {"type": chunk.chunk_type, "data": chunk.chunk}
+        try:
+            summary = task.result()
+        except ValueError as exc:  # as the JSON route's 422
+            yield sse.error(f"{what} failed: {exc}", "op_failed")
+            return
+        if op_summary is not None:
+            summary["summary"] = op_summary
+        yield sse.done(summary)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def _find_op(name: str) -> type[BaseOp]:
