@@ -15,6 +15,8 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/bridge.py
 	$(PY) bench/chat_load.py
+	$(PY) bench/tasks.py
+	$(PY) bench/stream.py
 
 install: $(VENV)/.installed
 
