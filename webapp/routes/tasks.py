@@ -1,4 +1,4 @@
-"""FlowGram's task routes: run, report, result, cancel, validate; plus the task list and ``/info``."""
+"""FlowGram's task routes: run, report, result, cancel, validate, events (SSE); plus the task list and ``/info``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from workflow.validation import validate_task
 
 from ..errors import APIError, error_response
 from ..extensions import get_workflow_runtime
+from ..sse import sse_response
+from ..task_events import task_events as task_event_source
 
 bp = Blueprint("tasks", __name__)
 
@@ -104,6 +106,18 @@ def task_result() -> Response:
     messages = [m.get("message", "") for m in ((record.report or {}).get("messages") or {}).get("error", [])]
     detail = "; ".join(messages) or record.error or record.status
     return error_response(409, f"task_{record.status}", f"task {task_id} {record.status}: {detail}")
+
+
+@bp.get("/api/task/events")
+def task_events() -> Response:
+    """Server-Sent Events of a task: ``start``, a ``progress`` per node status change, then ``done``
+    with the outputs or ``error`` with the messages. 400 without taskID, 404 for an unknown task."""
+    task_id = _task_id()
+    runtime = _runtime()
+    record = runtime.get(task_id)
+    if record is None:
+        raise _unknown(task_id)
+    return sse_response(task_event_source(runtime.store, record))
 
 
 @bp.put("/api/task/cancel")
