@@ -3,12 +3,23 @@
 >>> with LLMClient() as client:                       # settings from LLM_* variables
 ...     client.chat("Say hi")
 ...     await client.chat_async("Say hi")             # inside async code
+
+>>> with FlowbridgeClient("http://127.0.0.1:8000") as fb:   # a flowbridge server's API
+...     print(fb.chat_stream("Say hi").text())
 """
 
 from ._bridge import PoolStats
 from ._client import ChatCompletion, LLMClient
 from ._settings import LLMSettings
 from ._streaming import ChatStream
+from .events import (
+    EventStream,
+    FlowbridgeAPIError,
+    FlowbridgeClient,
+    StreamError,
+    StreamEvent,
+    iter_events,
+)
 from .exceptions import (
     LLMConfigError,
     LLMConnectionError,
@@ -23,6 +34,9 @@ from .exceptions import (
 __all__ = [
     "ChatCompletion",
     "ChatStream",
+    "EventStream",
+    "FlowbridgeAPIError",
+    "FlowbridgeClient",
     "LLMClient",
     "LLMConfigError",
     "LLMConnectionError",
@@ -34,4 +48,7 @@ __all__ = [
     "LLMStatusError",
     "LLMTimeoutError",
     "PoolStats",
+    "StreamError",
+    "StreamEvent",
+    "iter_events",
 ]

@@ -17,6 +17,7 @@ def test_all_is_sorted_and_complete() -> None:
         "AsyncHelper",
         "async_route",
         "loops_created",
+        "thread_loop",
     ]
     for name in async_utils.__all__:
         assert getattr(async_utils, name) is not None
