@@ -50,11 +50,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         flows=app.config["FLOWBRIDGE_FLOWS"],
     )  # raises FlowConfigError naming the flows file and flow
 
-    from .routes import api_bp, health_bp, ops_bp, pages_bp, tasks_bp
+    from .routes import api_bp, functions_bp, health_bp, ops_bp, pages_bp, tasks_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(ops_bp)
+    app.register_blueprint(functions_bp)
     app.register_blueprint(tasks_bp)
     app.register_blueprint(pages_bp)
     register_error_handlers(app)
