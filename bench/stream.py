@@ -12,7 +12,8 @@ Two variants, interleaved request by request (A B, B A, ...):
   event (``start``) and to the first ``content`` event.
 
 Added latency = median(flowbridge first content) - median(direct first
-content); target under 5 ms. A last part measures how long after a client
+content); target under 5 ms. The round trip of ``GET /healthz`` (gunicorn
+and Flask with no work) is measured alongside, for scale. A last part measures how long after a client
 drops a stream the upstream sees its response closed (the design bound is
 about one probe interval, 0.5 s).
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     samples: dict[str, list[float]] = {"direct first content": [], "flowbridge first event": [],
-                                       "flowbridge first content": []}
+                                       "flowbridge first content": [], "GET /healthz (for scale)": []}
     with UpstreamProcess(delay=UPSTREAM_DELAY) as upstream:
         env = {"LLM_BASE_URL": upstream.base_url, "LLM_MAX_RETRIES": "0", "FLOWBRIDGE_TASK_DB": "memory"}
         with GunicornServer(env, workers=2, threads=4) as server, requests.Session() as session:
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                         first, content = flowbridge(session, server.url)
                         samples["flowbridge first event"].append(first)
                         samples["flowbridge first content"].append(content)
+                t0 = time.perf_counter()
+                session.get(server.url + "/healthz", timeout=10).raise_for_status()
+                samples["GET /healthz (for scale)"].append(time.perf_counter() - t0)
             drops = [disconnect_delay(server.url, upstream) for _ in range(args.disconnects)]
 
     ms = {name: [v * 1000 for v in values] for name, values in samples.items()}

@@ -11,11 +11,13 @@ import pytest
 
 import llm_client
 import webapp
+import webapp.functions
+import webapp.sse
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("module", [llm_client, webapp])
+@pytest.mark.parametrize("module", [llm_client, webapp, webapp.functions, webapp.sse])
 def test_public_api_is_sorted_and_importable(module: object) -> None:
     names = module.__all__  # type: ignore[attr-defined]
     assert names == sorted(names)

@@ -46,6 +46,7 @@ __all__ = [
     "done",
     "encode",
     "error",
+    "error_from",
     "progress",
     "sse_response",
     "start",
