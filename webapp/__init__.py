@@ -12,7 +12,7 @@ from async_utils import AsyncConfig
 from llm_client import LLMSettings
 from ops import configure_services
 
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, load_secret_key
 from .errors import APIError, register_error_handlers
 from .extensions import describe_upstream, get_llm_client, pool_size
 
@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for check in (AsyncConfig.get_queue_size, AsyncConfig.get_timeout, AsyncConfig.is_async_enabled):
         check(llm_env)
     app.extensions["flowbridge"] = {"settings": settings}
+    app.secret_key = app.config["FLOWBRIDGE_SECRET_KEY"] or load_secret_key(Path(app.instance_path))
     pool_size(app)
     configure_services(
         llm_env,
@@ -50,7 +51,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         flows=app.config["FLOWBRIDGE_FLOWS"],
     )  # raises FlowConfigError naming the flows file and flow
 
-    from .routes import api_bp, functions_bp, health_bp, ops_bp, pages_bp, tasks_bp
+    from .pages import bp as pages_bp
+    from .routes import api_bp, functions_bp, health_bp, ops_bp, tasks_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)

@@ -7,7 +7,10 @@ names the variable.
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 #: Prefixes of variables handed to the LLM client as its environment.
@@ -37,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "FLOWBRIDGE_TASK_KEEP": 10000,
     # Seconds of silence after which an event stream sends a comment line, so proxies keep it open.
     "FLOWBRIDGE_SSE_HEARTBEAT": 15.0,
+    # Signs the browser session (CSRF tokens). Empty: a random key kept in the instance folder,
+    # shared by every worker on the machine.
+    "FLOWBRIDGE_SECRET_KEY": "",
+    # The session cookie: HttpOnly always; SameSite=Lax so other sites' forms do not carry it.
+    "SESSION_COOKIE_SAMESITE": "Lax",
 }
 
 _INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH", "FLOWBRIDGE_MAX_LOOP_ITERATIONS",
@@ -99,3 +107,27 @@ def _number(name: str, value: Any, kind: type, minimum: float) -> Any:
     if number < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
     return number
+
+
+def load_secret_key(folder: Path) -> str:
+    """The key in ``folder/secret_key``, created (mode 0600) by the first process that needs it.
+
+    Every gunicorn worker reads the same file, so a session signed by one is
+    valid in all. Creation is atomic: a process that loses the race reads the
+    winner's key.
+    """
+    path = folder / "secret_key"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # the creator may not have written it yet
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.01)
+        raise ConfigError(f"{path} is empty; delete it or set FLOWBRIDGE_SECRET_KEY") from None
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key

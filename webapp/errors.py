@@ -60,8 +60,13 @@ def error_response(status: int, type_: str, message: str, headers: dict[str, str
 def _wants_html() -> bool:
     if request.path.startswith(("/api/", "/invoke/", "/functions")):
         return False
+    return wants_html()
+
+
+def wants_html() -> bool:
+    """True when the client prefers HTML to JSON (a browser); curl and programs get JSON."""
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html"
+    return best == "text/html" and "text/html" in request.headers.get("Accept", "")
 
 
 #: How errors of the LLM client (and the bridge's timeout) answer: first match wins.

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from .. import sse
-from ..errors import APIError
+from ..errors import APIError, wants_html
 from ..functions import FunctionSpec, InvalidInputs, UploadedFile, get_registry, init_app, validate_inputs
 from ..functions.inputs import coerce_form_value
 from ..functions.invoke import call, open_stream
@@ -33,8 +33,12 @@ def _give_app_its_registry(state: BlueprintSetupState) -> None:
 
 
 @bp.get("/functions")
-def list_functions() -> Response:
-    """``{"functions": [manifest entries]}``, by name."""
+def list_functions() -> Response | str:
+    """``{"functions": [manifest entries]}``, by name; browsers (preferring HTML) get the Functions page."""
+    if wants_html():
+        from ..pages.functions import functions_page
+
+        return functions_page()
     return jsonify({"functions": get_registry().manifest()})
 
 
