@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.fake_upstream import FakeUpstream
+from tests.servers import GunicornServer
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
@@ -71,3 +74,23 @@ def artifacts_dir() -> Path:
     path = Path(os.environ.get("FLOWBRIDGE_ARTIFACTS") or ROOT / "test-artifacts")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="package")
+def live(
+    tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path, _upstream_server: FakeUpstream
+) -> Iterator[GunicornServer]:
+    """The real app (``wsgi:app``) under gunicorn, 2 workers, talking to the fake upstream.
+
+    One server for all the page tests: a SQLite task store and session key of its own; the
+    gunicorn log is kept in the artifacts directory.
+    """
+    state = tmp_path_factory.mktemp("live")
+    env = {
+        "LLM_BASE_URL": _upstream_server.base_url,
+        "LLM_MAX_RETRIES": "0",
+        "FLOWBRIDGE_TASK_DB": str(state / "tasks.db"),
+        "FLOWBRIDGE_SECRET_KEY": "browser-tests-" + state.name,
+    }
+    with GunicornServer(env, workers=2, threads=8, log_path=artifacts_dir / "live-gunicorn.log") as server:
+        yield server
