@@ -19,6 +19,8 @@ from llm_client import LLMClient
 from workflow import Limits, RuntimeSettings, WorkflowRuntime
 from workflow.store import make_task_store
 
+from .results import ResultStore, make_result_store
+
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -106,3 +108,14 @@ def _build_workflow_runtime(app: Flask) -> WorkflowRuntime:
 def close_workflow_runtime(app: Flask) -> None:
     """Cancel and record this process's running tasks (gunicorn's worker_exit calls this)."""
     _close(app, "workflow_runtime", WorkflowRuntime.shutdown)
+
+
+def get_result_store(app: Flask | None = None) -> ResultStore:
+    """This process's store of op and flow results (the pages' ``/results/<id>``), in the task DB file."""
+    return _per_process(app, "result_store", _build_result_store, ResultStore.close)
+
+
+def _build_result_store(app: Flask) -> ResultStore:
+    config = app.config
+    return make_result_store(config["FLOWBRIDGE_TASK_DB"] or os.path.join(app.instance_path, "tasks.db"),
+                             keep=config["FLOWBRIDGE_TASK_KEEP"])
