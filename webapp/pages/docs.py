@@ -29,15 +29,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 #: Methods every rule answers by itself.
 _IMPLICIT = frozenset({"HEAD", "OPTIONS"})
-#: What the README says of the views that have no docstring yet (a docstring, once written, wins).
-_FALLBACK = {
-    "ops.list_flows": "The flows of ``FLOWBRIDGE_FLOWS``: ``{\"flows\": [...]}``, by name.",
-    "tasks.task_report": "``?taskID=`` → FlowGram's report: statuses, node snapshots, messages.",
-    "tasks.cancel_task": "``{\"taskID\"}`` → ``{\"success\"}``; the task stops at its next node or loop iteration.",
-    "tasks.validate": "``{\"schema\", \"inputs\"}`` → ``{\"valid\", \"errors\"}``: FlowGram's checks, no run.",
-    "tasks.list_tasks": "Recent tasks, newest first: ``?status=&limit=&offset=`` (limit 1..500, default 50).",
-}
-#: Said for a view with neither, so the reference has no blank row.
+#: Said for a view without a docstring, so the reference has no blank row.
 _UNDOCUMENTED = "(no description yet)"
 
 
@@ -81,7 +73,7 @@ def api_routes() -> list[Route]:
             continue
         methods = tuple(sorted(set(rule.methods or ()) - _IMPLICIT, key=_method_order))
         view = current_app.view_functions.get(rule.endpoint)
-        summary = _summary(view) or _FALLBACK.get(rule.endpoint, _UNDOCUMENTED)
+        summary = _summary(view) or _UNDOCUMENTED
         routes.append(Route(group, methods, rule.rule, rule.endpoint, summary))
     # Within a group, the order the blueprints declare their routes in: list, run, report...
     rank = {group: i for i, (group, _title, _prefixes) in enumerate(GROUPS)}

@@ -66,6 +66,7 @@ async def _op_summary(op: BaseOp, context: FlowContext) -> dict[str, Any]:
 
 @bp.get("/flows")
 def list_flows() -> Response:
+    """The flows of ``FLOWBRIDGE_FLOWS``: ``{"flows": [...]}``, by name."""
     return jsonify({"flows": [flow.to_dict() for _, flow in sorted(C.flows.items())]})
 
 

@@ -81,6 +81,7 @@ def run_task() -> Response:
 
 @bp.get("/api/task/report")
 def task_report() -> Response:
+    """``?taskID=`` → FlowGram's report: statuses, node snapshots, messages."""
     task_id = _task_id()
     report = _runtime().report(task_id)
     if report is None:
@@ -122,6 +123,7 @@ def task_events() -> Response:
 
 @bp.put("/api/task/cancel")
 def cancel_task() -> Response:
+    """``{"taskID"}`` → ``{"success"}``; the task stops at its next node or loop iteration."""
     body = _body()
     task_id = body.get("taskID")
     if not isinstance(task_id, str) or not task_id:
@@ -131,6 +133,7 @@ def cancel_task() -> Response:
 
 @bp.post("/api/task/validate")
 def validate() -> Response:
+    """``{"schema", "inputs"}`` → ``{"valid", "errors"}``: FlowGram's checks, no run."""
     body = _body()
     try:
         schema = parse_schema(body.get("schema"))
@@ -145,6 +148,7 @@ def validate() -> Response:
 
 @bp.get("/api/tasks")
 def list_tasks() -> Response:
+    """Recent tasks, newest first: ``?status=&limit=&offset=`` (limit 1..500, default 50)."""
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         raise APIError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
