@@ -249,19 +249,26 @@ class WorkflowRuntime:
         return self.store.get(task_id)
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
-        """Block until the task terminates or ``timeout`` passes; returns its record."""
+        """Block until the task terminates or ``timeout`` passes; returns its record.
+
+        The store decides: a task canceled by any process counts as ended at once,
+        even while this process still waits for a node in flight to give up.
+        """
         future = self._futures.get(task_id)
-        if future is not None:
-            try:
-                future.result(timeout)
-            except Exception:  # the outcome is in the store
-                pass
         deadline = time.monotonic() + timeout
         while True:
             record = self.store.get(task_id)
-            if record is None or record.terminated or time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if record is None or record.terminated or remaining <= 0:
                 return record
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            step = min(0.05, remaining)
+            if future is not None and not future.done():
+                try:
+                    future.result(step)  # returns at once when the local run ends
+                except Exception:  # a timeout, or the run's own outcome, which is in the store
+                    pass
+            else:
+                time.sleep(step)
 
     async def wait_async(self, task_id: str, timeout: float) -> TaskRecord | None:
         return await asyncio.to_thread(self.wait, task_id, timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -275,3 +276,32 @@ def test_a_task_of_a_dead_process_ends_failed(tmp_path) -> None:
     finally:
         runtime.shutdown()
     assert record.status == "failed" and "gone-host:1:dead" in record.error
+
+
+def test_wait_returns_once_the_store_says_canceled_even_while_a_node_holds_on(runtime: WorkflowRuntime) -> None:
+    """A node that ignores cancellation for a while must not hold up a caller waiting for the outcome."""
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def blocking_call() -> None:
+        release.wait(10)
+        finished.set()
+
+    async def stubborn(ctx: Any) -> NodeResult:
+        started.set()
+        # A blocking call in a thread, like an LLM request in flight: cancelling the task
+        # does not interrupt it, so the node gives up only when it returns.
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, blocking_call))
+        return NodeResult({})
+
+    register_node_executor("stubborn", stubborn)
+    schema = {"nodes": [node("start_0", "start", outputs=obj()), node("s", "stubborn"), node("end_0", "end")],
+              "edges": [edge("start_0", "s"), edge("s", "end_0")]}
+    task_id = runtime.run(json.dumps(schema), {})
+    try:
+        assert started.wait(10)
+        assert runtime.cancel(task_id) is True
+        record = runtime.wait(task_id, 30)
+        assert record is not None and record.status == "canceled"
+        assert not finished.is_set(), "wait should not wait for the node in flight"
+    finally:
+        release.set()
