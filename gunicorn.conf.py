@@ -29,6 +29,9 @@ _local_server = None
 def on_starting(server):
     global _local_server
     from llm_client.local_server import ensure_local_server
+    from webapp.observability import gunicorn_on_starting
+
+    gunicorn_on_starting(server)
 
     _local_server = ensure_local_server(os.environ)
     if _local_server is not None:
@@ -47,3 +50,9 @@ def worker_exit(server, worker):
 
         close_workflow_runtime(app)
         close_llm_client(app)
+
+
+def child_exit(server, worker):
+    from webapp.observability import gunicorn_child_exit
+
+    gunicorn_child_exit(server, worker)

@@ -12,6 +12,7 @@ from async_utils import AsyncConfig
 from llm_client import LLMSettings
 from ops import configure_services
 
+from . import auth, deadlines, observability
 from .config import ConfigError, load_config, load_secret_key
 from .errors import APIError, register_error_handlers
 from .extensions import describe_upstream, get_llm_client, pool_size
@@ -61,6 +62,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(tasks_bp)
     app.register_blueprint(pages_bp)
     register_error_handlers(app)
+    observability.init_app(app)
+    auth.init_app(app)
+    deadlines.init_app(app)
 
     @app.context_processor
     def _upstream() -> dict[str, Any]:
