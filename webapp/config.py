@@ -22,6 +22,11 @@ DEFAULTS: dict[str, Any] = {
     "FLOWBRIDGE_REQUEST_THREADS": 1,
     # JSON bodies larger than this get 413.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Seconds a request may take before a blocking endpoint answers 504 (event streams are exempt).
+    "FLOWBRIDGE_REQUEST_TIMEOUT": 60.0,
+    # Request threads of a worker kept free for health and status checks: once all the others
+    # serve requests, one more is refused at once with 503 (0: no reserve; see webapp.deadlines).
+    "FLOWBRIDGE_RESERVED_THREADS": 0,
     # Seconds /readyz waits for the upstream before calling it unreachable.
     "READY_TIMEOUT": 2.0,
     # Ops: prompt language, op cache ("memory" or "sqlite:/path.db"), flows YAML file.
@@ -45,11 +50,20 @@ DEFAULTS: dict[str, Any] = {
     "FLOWBRIDGE_SECRET_KEY": "",
     # The session cookie: HttpOnly always; SameSite=Lax so other sites' forms do not carry it.
     "SESSION_COOKIE_SAMESITE": "Lax",
+    # Logs (webapp/observability.py): "text" (human-readable) or "json" (one object per line),
+    # and the root level. Checked by observability.init_app.
+    "LOG_FORMAT": "text",
+    "LOG_LEVEL": "INFO",
+    # API keys (webapp/auth.py): comma-separated bearer tokens, each >= 16 printable ASCII characters;
+    # empty: no authentication. Checked by auth.init_app; never logged.
+    "FLOWBRIDGE_API_KEYS": "",
+    # true: the session cookie is sent over HTTPS only (set it behind a TLS proxy); empty: Flask's default.
+    "FLOWBRIDGE_SESSION_COOKIE_SECURE": "",
 }
 
 _INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH", "FLOWBRIDGE_MAX_LOOP_ITERATIONS",
          "FLOWBRIDGE_MAX_RUNNING_TASKS", "FLOWBRIDGE_TASK_KEEP")
-_FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_TASK_DEADLINE", "FLOWBRIDGE_TASK_RETENTION_HOURS",
+_FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_REQUEST_TIMEOUT", "FLOWBRIDGE_TASK_DEADLINE", "FLOWBRIDGE_TASK_RETENTION_HOURS",
            "FLOWBRIDGE_SSE_HEARTBEAT")
 
 
