@@ -19,6 +19,7 @@ from requests.adapters import HTTPAdapter
 from async_utils.config import AsyncConfig
 
 from ._bridge import AsyncBridge, PoolStats
+from ._cache import ResponseCache, cache_key, make_response_cache
 from ._retry import parse_retry_after, retry_delay, should_retry_status
 from ._settings import LLMSettings
 from ._streaming import ChatStream
@@ -32,6 +33,7 @@ from .exceptions import (
     LLMTimeoutError,
     scrub,
 )
+from .observe import report_call
 
 logger = logging.getLogger("llm_client")
 
@@ -50,6 +52,9 @@ class ChatCompletion:
     model: str
     finish_reason: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    #: With ``LLM_CACHE`` on and temperature 0: ``"miss"`` (this call reached the upstream),
+    #: ``"hit"`` (a stored answer) or ``"coalesced"`` (an identical call in flight answered it); else None.
+    cache: str | None = field(default=None, compare=False)
 
 
 class LLMClient:
@@ -63,11 +68,14 @@ class LLMClient:
     ``OPENAI_BASE_URL``), ``LLM_API_KEY`` (else ``OPENAI_API_KEY``), ``LLM_MODEL``,
     ``LLM_EMBEDDING_MODEL``, ``LLM_TIMEOUT`` (read timeout), ``LLM_CONNECT_TIMEOUT``,
     ``LLM_MAX_RETRIES``; and for the pool ``LLM_ASYNC_WORKERS``,
-    ``LLM_ASYNC_QUEUE_SIZE``, ``LLM_ASYNC_TIMEOUT``, ``LLM_ASYNC_ENABLED``.
+    ``LLM_ASYNC_QUEUE_SIZE``, ``LLM_ASYNC_TIMEOUT``, ``LLM_ASYNC_ENABLED``; the response
+    cache: ``LLM_CACHE``, ``LLM_CACHE_PATH``, ``LLM_CACHE_TTL``, ``LLM_CACHE_SIZE``.
 
     :param max_workers: threads of the async pool (default ``LLM_ASYNC_WORKERS``, 5).
     :param queue_size: calls that may wait for a thread (default ``LLM_ASYNC_QUEUE_SIZE``, 100).
     :param async_timeout: seconds an ``*_async`` call may take (default ``LLM_ASYNC_TIMEOUT``, 30).
+    :param cache: the response cache of temperature-0 chat completions (default ``LLM_CACHE``,
+        off): ``"memory"``, ``"sqlite"`` or ``"sqlite:/path/cache.db"``.
     :param env: the environment to read instead of ``os.environ``.
     :raises LLMConfigError: naming the argument or variable that has a bad value.
     """
@@ -86,6 +94,7 @@ class LLMClient:
         queue_size: int | None = None,
         async_timeout: float | None = None,
         async_enabled: bool | None = None,
+        cache: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if env is None else env
@@ -98,6 +107,7 @@ class LLMClient:
             timeout=timeout,
             max_retries=max_retries,
             connect_timeout=connect_timeout,
+            cache=cache,
         )
         try:
             workers = max_workers if max_workers is not None else AsyncConfig.get_worker_count(env)
@@ -113,6 +123,15 @@ class LLMClient:
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
         self._closed = False
+        self._cache = self._make_cache()
+
+    def _make_cache(self) -> ResponseCache | None:
+        s = self.settings
+        try:
+            return make_response_cache(s.cache, path=s.cache_path, ttl=s.cache_ttl, size=s.cache_size,
+                                       wait=s.call_budget)
+        except OSError as exc:
+            raise LLMConfigError(f"LLM_CACHE: {exc}") from None
 
     # -- public state ---------------------------------------------------------------
 
@@ -171,8 +190,21 @@ class LLMClient:
         :raises LLMStatusError: the server answered with an error status (after retries).
         :raises LLMResponseError: the answer is not a chat completion.
         :raises LLMConnectionError: the server could not be reached (after retries).
+
+        With a response cache (``LLM_CACHE``), a temperature-0 request may be answered
+        from it, or by an identical request already in flight; see :attr:`ChatCompletion.cache`.
         """
         body = self._chat_body(messages, temperature, max_tokens)
+        if self._cache is None or body["temperature"] != 0:
+            return self._complete(body)
+        if self._closed:
+            raise RuntimeError("the LLM client is closed")
+        key = cache_key(self._url("/chat/completions"), body, self._secret())
+        fields, how = self._cache.get_or_call(key, lambda: _cacheable(self._complete(body)))
+        return ChatCompletion(**{**fields, "usage": dict(fields["usage"])}, cache=how)  # usage: not shared
+
+    def _complete(self, body: dict[str, Any]) -> ChatCompletion:
+        """Send one chat completion request and parse the answer."""
         response = self._send("/chat/completions", body)
         data = _json(response)
         try:
@@ -294,6 +326,8 @@ class LLMClient:
         """
         self._closed = True
         self._bridge.shutdown(wait=False)
+        if self._cache is not None:
+            self._cache.close()
         with self._sessions_lock:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
@@ -348,6 +382,7 @@ class LLMClient:
         attempts = settings.max_retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            started = time.perf_counter()
             try:
                 response = self._session().post(
                     self._url(path),
@@ -356,16 +391,20 @@ class LLMClient:
                     timeout=(settings.connect_timeout, settings.timeout),
                 )
             except requests.Timeout as exc:
+                report_call(path, time.perf_counter() - started, "timeout")
                 error: LLMError = LLMTimeoutError(f"{where} timed out ({_kind(exc)})")
                 if last:
                     raise error from exc
                 retry_after = None
             except requests.RequestException as exc:
+                report_call(path, time.perf_counter() - started, "connection_error")
                 error = LLMConnectionError(f"{where} failed: {_kind(exc)}")
                 if last:
                     raise error from exc
                 retry_after = None
             else:
+                report_call(path, time.perf_counter() - started,
+                            "ok" if response.status_code < 400 else f"http_{response.status_code}")
                 if response.status_code < 400:
                     return response
                 status_error = self._status_error(where, response)
@@ -410,6 +449,12 @@ class LLMClient:
             "temperature": temperature,
             "max_tokens": max_tokens,
         }
+
+
+def _cacheable(completion: ChatCompletion) -> dict[str, Any]:
+    """What the response cache stores of a completion (JSON-ready)."""
+    return {"text": completion.text, "model": completion.model,
+            "finish_reason": completion.finish_reason, "usage": dict(completion.usage)}
 
 
 def _messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from ._cache import parse_cache_spec
 from .exceptions import LLMConfigError
 
 #: Where the embedded local model server listens (see ``llm_client.local_server``).
@@ -25,6 +26,9 @@ INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 #: A Retry-After longer than this is cut down to it.
 MAX_RETRY_AFTER = 60.0
+#: Response cache (``LLM_CACHE``): seconds an answer is kept, and answers kept in memory.
+DEFAULT_CACHE_TTL = 3600.0
+DEFAULT_CACHE_SIZE = 1024
 
 # field name -> environment variables, first one set wins
 _ENV_NAMES: dict[str, tuple[str, ...]] = {
@@ -37,6 +41,10 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "max_retries": ("LLM_MAX_RETRIES",),
     "retry_initial_delay": ("LLM_RETRY_INITIAL_DELAY",),
     "retry_after_cap": ("LLM_RETRY_AFTER_CAP",),
+    "cache": ("LLM_CACHE",),
+    "cache_path": ("LLM_CACHE_PATH",),
+    "cache_ttl": ("LLM_CACHE_TTL",),
+    "cache_size": ("LLM_CACHE_SIZE",),
 }
 
 
@@ -54,6 +62,11 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=20)
     retry_initial_delay: float = Field(INITIAL_RETRY_DELAY, ge=0)
     retry_after_cap: float = Field(MAX_RETRY_AFTER, ge=0)
+    #: "" (off), "memory", "sqlite" (the file ``cache_path``) or "sqlite:/path/cache.db".
+    cache: str = ""
+    cache_path: str | None = None
+    cache_ttl: float = Field(DEFAULT_CACHE_TTL, gt=0)
+    cache_size: int = Field(DEFAULT_CACHE_SIZE, ge=1)
 
     @field_validator("base_url")
     @classmethod
@@ -63,10 +76,24 @@ class LLMSettings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("cache")
+    @classmethod
+    def _check_cache(cls, value: str) -> str:
+        parse_cache_spec(value)  # raises ValueError with the accepted forms
+        return value.strip()
+
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @property
+    def call_budget(self) -> float:
+        """The longest one call may take with all its retries: the lease of a response-cache claim."""
+        attempts = self.max_retries + 1
+        return attempts * (self.connect_timeout + self.timeout) + self.max_retries * max(
+            MAX_RETRY_DELAY, self.retry_after_cap
+        )
 
     @property
     def embeddings_model(self) -> str:

@@ -54,7 +54,10 @@ def get_llm_client(app: Flask | None = None) -> LLMClient:
 
 
 def _build_llm_client(app: Flask) -> LLMClient:
-    return LLMClient(max_workers=pool_size(app), env=app.config["LLM_ENV"])
+    env = app.config["LLM_ENV"]
+    if not env.get("LLM_CACHE_PATH"):  # a plain LLM_CACHE=sqlite: one file shared by every worker
+        env = {**env, "LLM_CACHE_PATH": os.path.join(app.instance_path, "llm_cache.db")}
+    return LLMClient(max_workers=pool_size(app), env=env)
 
 
 def close_llm_client(app: Flask) -> None:
