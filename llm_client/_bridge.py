@@ -10,6 +10,7 @@ of queueing without bound.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -133,7 +134,8 @@ class AsyncBridge:
             return fn(*args, **kwargs)
         executor = self._acquire()
         try:
-            future = executor.submit(self._tracked, fn, args, kwargs)
+            # In the caller's context, so context variables (the web app's request ID) reach the call.
+            future = executor.submit(contextvars.copy_context().run, self._tracked, fn, args, kwargs)
         except BaseException:
             self._release()
             raise
@@ -176,7 +178,7 @@ class AsyncBridge:
             return
         executor = self._acquire()
         try:
-            future = executor.submit(self._tracked, pump, (), {})
+            future = executor.submit(contextvars.copy_context().run, self._tracked, pump, (), {})
         except BaseException:
             self._release()
             raise

@@ -1,0 +1,63 @@
+"""A hook to watch every upstream HTTP call the client makes.
+
+``LLMClient`` reports each attempt (retries included) after it completes::
+
+    from llm_client.observe import add_call_observer
+
+    def record(path: str, seconds: float, outcome: str) -> None:
+        print(path, round(seconds, 3), outcome)
+
+    add_call_observer(record)
+
+``path`` is the API path under the base URL (``/chat/completions``,
+``/embeddings``), ``seconds`` the time until the response headers arrived (a
+stream's body is read later), and ``outcome`` one of ``ok``, ``http_<status>``
+(e.g. ``http_429``), ``timeout`` or ``connection_error``. Observers run on the
+calling thread (often a pool thread) and must be quick; one that raises is
+logged and never breaks the call. Observers are process-wide: this module knows
+nothing of Flask or Prometheus, the web app registers its metrics observer here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+__all__ = ["CallObserver", "add_call_observer", "remove_call_observer", "report_call"]
+
+logger = logging.getLogger(__name__)
+
+#: ``fn(path, seconds, outcome)``, called once per upstream HTTP attempt.
+CallObserver = Callable[[str, float, str], None]
+
+_lock = threading.Lock()
+_observers: tuple[CallObserver, ...] = ()
+
+
+def add_call_observer(fn: CallObserver) -> CallObserver:
+    """Call ``fn(path, seconds, outcome)`` after every upstream attempt; adding it twice adds it once.
+
+    :returns: ``fn``, so this works as a decorator.
+    """
+    global _observers
+    with _lock:
+        if fn not in _observers:
+            _observers = (*_observers, fn)
+    return fn
+
+
+def remove_call_observer(fn: CallObserver) -> None:
+    """Stop calling ``fn``; a no-op if it was not added."""
+    global _observers
+    with _lock:
+        _observers = tuple(o for o in _observers if o != fn)
+
+
+def report_call(path: str, seconds: float, outcome: str) -> None:
+    """Tell every observer about one finished attempt (called by the client)."""
+    for fn in _observers:  # a tuple, replaced whole: safe to iterate without the lock
+        try:
+            fn(path, seconds, outcome)
+        except Exception:  # an observer's bug must not fail the LLM call
+            logger.exception("call observer %r failed", fn)
