@@ -22,6 +22,15 @@ control_socket_disable = True
 
 # The app sizes its LLM pool to at least this many threads (see webapp.extensions.pool_size).
 os.environ["FLOWBRIDGE_REQUEST_THREADS"] = str(threads)
+# Keep request threads free for /healthz and /readyz when every other one is busy (webapp.deadlines):
+# one per 8 threads unless set. Small test setups (< 8 threads) reserve none, so bursts queue.
+os.environ.setdefault("FLOWBRIDGE_RESERVED_THREADS", str(threads // 8))
+
+# Shutdown (SIGTERM to the master): each worker stops accepting, lets in-flight requests finish
+# for up to graceful_timeout (then the master kills it), and worker_exit below records its running
+# workflow tasks as failed ("the server shut down") and stops its LLM pool. A request still running
+# after graceful_timeout is cut off. gunicorn's --timeout does not bound a request under gthread;
+# FLOWBRIDGE_REQUEST_TIMEOUT does.
 
 _local_server = None
 

@@ -24,10 +24,11 @@ import contextvars
 import inspect
 import os
 import threading
-from collections.abc import Awaitable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["loops_created", "run_sync", "thread_loop"]
+__all__ = ["loops_created", "run_sync", "set_deadline", "thread_loop"]
 
 T = TypeVar("T")
 
@@ -187,18 +188,74 @@ async def _await(aw: Awaitable[T]) -> T:
     return await aw
 
 
+class _Deadline:
+    """When :func:`run_sync` calls in a context must end; disarmed when its owner is done with it.
+
+    Contexts are copied (tasks, ``call_soon_threadsafe``), so a copy may outlive
+    the request that set the deadline; disarming the shared object reaches every copy.
+    """
+
+    def __init__(self, at: float, error: Callable[[], BaseException]) -> None:
+        self.at = at
+        self.error = error
+        self.armed = True
+
+
+_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar("async_utils_deadline", default=None)
+
+
+def set_deadline(at: float | None, error: Callable[[], BaseException] | None = None) -> None:
+    """Make :func:`run_sync` calls in the current context end by ``at`` (a :func:`time.monotonic` value).
+
+    When ``at`` passes, the coroutine is cancelled and ``error()`` is raised in
+    its place (default :class:`TimeoutError`). ``None`` removes the deadline, also
+    from copies of this context made meanwhile. A web app sets it per request
+    (:mod:`async_utils` itself never does); an unset deadline costs nothing.
+    """
+    previous = _deadline.get()
+    if previous is not None:
+        previous.armed = False
+    _deadline.set(None if at is None else _Deadline(at, error or TimeoutError))
+
+
+async def _within(deadline: _Deadline, aw: Awaitable[T]) -> T:
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        if deadline.armed:
+            expired = True
+            task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(max(0.0, deadline.at - time.monotonic()), expire)
+    try:
+        return await aw
+    except asyncio.CancelledError:
+        if expired:
+            raise deadline.error() from None
+        raise
+    finally:
+        handle.cancel()
+
+
 def run_sync(aw: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
     """Run ``aw`` to completion from sync code; return its result or raise its error.
 
     With no loop running in this thread the coroutine runs on
     :func:`thread_loop`; otherwise on a helper thread's loop while this thread
     blocks. Tasks the coroutine leaves running are cancelled when it returns
-    (on the helper path they keep running on the helper loop).
+    (on the helper path they keep running on the helper loop). Under a
+    :func:`set_deadline` the coroutine is cancelled when the deadline passes.
 
     :raises TypeError: if ``aw`` is not awaitable.
     """
     if not inspect.isawaitable(aw):
         raise TypeError(f"expected a coroutine or other awaitable, got {type(aw).__name__}")
+    deadline = _deadline.get()
+    if deadline is not None and deadline.armed:
+        aw = _within(deadline, aw)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

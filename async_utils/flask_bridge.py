@@ -19,6 +19,10 @@ Flask afterwards.
 
 Under gunicorn, loops remember the pid that created them; a forked worker
 never reuses its parent's loop.
+
+A request deadline: an app calls :func:`set_deadline` at the start of each
+request (and ``set_deadline(None)`` at its end); the view's coroutine is then
+cancelled when the deadline passes and the app's error is raised instead.
 """
 
 from __future__ import annotations
@@ -28,12 +32,12 @@ import inspect
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from ._loops import run_sync
+from ._loops import run_sync, set_deadline
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
 
-__all__ = ["async_route"]
+__all__ = ["async_route", "set_deadline"]
 
 
 def async_route(

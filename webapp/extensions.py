@@ -109,7 +109,7 @@ def _build_workflow_runtime(app: Flask) -> WorkflowRuntime:
 
 
 def close_workflow_runtime(app: Flask) -> None:
-    """Cancel and record this process's running tasks (gunicorn's worker_exit calls this)."""
+    """Fail and record this process's running tasks (gunicorn's worker_exit calls this)."""
     _close(app, "workflow_runtime", WorkflowRuntime.shutdown)
 
 

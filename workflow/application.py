@@ -20,10 +20,10 @@ from concurrent.futures import Future
 from typing import Any
 
 from .document import WorkflowDocument
-from .engine import Limits, TaskRun
+from .engine import Limits, TaskCanceled, TaskDeadline, TaskRun
 from .executor import RuntimeSettings, get_node_executor
 from .report import TaskState
-from .store import MemoryTaskStore, TaskRecord, TaskStore, process_owner_id
+from .store import MemoryTaskStore, TaskRecord, TaskStore, _abandon_report, process_owner_id
 from .validation import validate_schema, validate_task
 
 logger = logging.getLogger(__name__)
@@ -119,9 +119,22 @@ class WorkflowRuntime:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel this process's running tasks, record them, and stop and close the loop."""
-        for task_id in list(self._runs):
-            self.cancel(task_id)
+        """Stop this process's running tasks, record each as failed, and stop and close the loop.
+
+        A task this process stops will never finish, so it is recorded as failed
+        ("the server shut down") at once, rather than left processing until
+        another process notices its heartbeat stopped (``ORPHAN_AFTER``). Tasks a
+        user canceled stay canceled; tasks that ended meanwhile keep their outcome.
+        """
+        interrupted = list(self._runs)
+        message = f"Task failed: the server process running it ({process_owner_id()}) shut down before it finished"
+        if interrupted and self._loop is not None and self._pid == os.getpid():
+            try:
+                asyncio.run_coroutine_threadsafe(_fail_all(list(self._runs.values()), message),
+                                                 self._loop).result(timeout)
+            except Exception:  # the loop is stuck or gone: _record_shutdown fails them through the store
+                logger.exception("marking the running tasks failed at shutdown failed")
+            self._record_shutdown(interrupted, message)  # now, not after the runs have unwound
         loop, thread = self._loop, self._thread
         self._loop = self._thread = None
         if loop is not None and thread is not None and thread.is_alive() and self._pid == os.getpid():
@@ -139,6 +152,25 @@ class WorkflowRuntime:
             client.cleanup()
         self._llm_clients.clear()
         self.store.flush()
+        self._record_shutdown(interrupted, message)
+
+    def _record_shutdown(self, task_ids: list[str], message: str) -> None:
+        """Fail the tasks the loop could not mark (it was stuck or gone); give failed ones their error."""
+        for task_id in task_ids:
+            try:
+                record = self.store.get(task_id)
+                if record is None or record.status in ("succeeded", "canceled"):
+                    continue
+                if record.status == "failed":
+                    if record.error is None:  # marked by _fail_all; its run stopped before recording why
+                        errors = ((record.report or {}).get("messages") or {}).get("error") or []
+                        self.store.update(task_id, error="; ".join(m["message"] for m in errors) or message)
+                    continue
+                now = time.time()
+                self.store.update(task_id, status="failed", error=message, finished_at=now,
+                                  report=_abandon_report(record.report, message, now))
+            except Exception:  # best effort at exit: the heartbeat check fails it later anyway
+                logger.exception("recording task %s as failed at shutdown failed", task_id)
 
     # -- LLM clients -------------------------------------------------------------------------
 
@@ -303,6 +335,28 @@ class _ProgressSaver:
         state = run.state
         self.store.save_progress(self.task_id, state.workflow.status, state.export(),
                                  outputs=state.outputs if state.workflow.terminated else None)
+
+
+async def _fail_all(runs: list[TaskRun], message: str) -> None:
+    """Record each run as failed with ``message`` and make it stop at its next step (as its deadline does)."""
+    for run in runs:
+        state = run.state
+        try:
+            run.check_continue()
+        except TaskCanceled:
+            continue  # a user's cancel, not yet noticed: the task stays canceled
+        except TaskDeadline:
+            pass
+        if state.workflow.terminated:
+            continue
+        state.add_message("error", message)
+        for status in state.nodes.values():
+            if status.status == "processing":
+                status.set("failed")
+        state.outputs = {}
+        state.workflow.set("failed")
+        run.cancelled = True  # unwinds at the next node or loop iteration; the status stays failed
+        run.changed()  # a terminal status is saved at once
 
 
 async def _cancel_all() -> None:
