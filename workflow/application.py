@@ -283,24 +283,30 @@ class WorkflowRuntime:
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
         """Block until the task terminates or ``timeout`` passes; returns its record.
 
-        The store decides: a task canceled by any process counts as ended at once,
-        even while this process still waits for a node in flight to give up.
+        A task running here is awaited through its future; a cheap look at the
+        store's cancel flag lets a canceled task answer at once, even while a
+        node in flight has not given up yet. Tasks of other processes are polled.
         """
         future = self._futures.get(task_id)
         deadline = time.monotonic() + timeout
+        while future is not None and not future.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self.store.get(task_id)
+            try:
+                future.result(min(0.05, remaining))  # returns at once when the local run ends
+            except Exception:  # a timeout, or the run's own outcome, which is in the store
+                pass
+            if not future.done() and self.store.is_cancel_requested(task_id):
+                record = self.store.get(task_id)
+                if record is None or record.terminated:
+                    return record
         while True:
             record = self.store.get(task_id)
             remaining = deadline - time.monotonic()
             if record is None or record.terminated or remaining <= 0:
                 return record
-            step = min(0.05, remaining)
-            if future is not None and not future.done():
-                try:
-                    future.result(step)  # returns at once when the local run ends
-                except Exception:  # a timeout, or the run's own outcome, which is in the store
-                    pass
-            else:
-                time.sleep(step)
+            time.sleep(min(0.05, remaining))
 
     async def wait_async(self, task_id: str, timeout: float) -> TaskRecord | None:
         return await asyncio.to_thread(self.wait, task_id, timeout)
