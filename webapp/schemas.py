@@ -1,10 +1,15 @@
-"""Pydantic models of the JSON API's request and response bodies."""
+"""Pydantic models of the JSON API's request and response bodies.
+
+The routes validate request bodies with these models (:func:`parse_body`) and
+:mod:`webapp.openapi` builds ``/api/openapi.json`` from the same models, so the
+documented shapes and the behaviour cannot drift apart.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from .errors import APIError
 
@@ -19,7 +24,10 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     """``POST /api/chat``: one ``message``, or a whole conversation in ``messages``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The "exactly one of" rule of the validator below, stated in the JSON schema too.
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["message"]}, {"required": ["messages"]}]}
+    )
 
     message: str | None = Field(None, min_length=1)
     messages: list[ChatMessage] | None = Field(None, min_length=1)
@@ -46,9 +54,250 @@ class ChatRequest(BaseModel):
 
 
 class ChatResponse(BaseModel):
+    """``POST /api/chat``: the answer, the model that wrote it and its token counts."""
+
     response: str
     model: str
     usage: dict[str, int] = {}
+
+
+class StreamEvent(BaseModel):
+    """The JSON ``data`` of one event-stream frame: ``{"type", "data"}``; ``error`` adds ``error_code``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["start", "progress", "content", "done", "error"]
+    data: Any = None
+    error_code: str | None = None
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="a short machine-readable name, e.g. invalid_request, not_found, overloaded")
+    message: str = Field(description="what went wrong; a 400 names the bad field")
+
+
+class Error(BaseModel):
+    """Every error: ``{"error": {"type", "message"}}``."""
+
+    error: ErrorDetail
+
+
+# -- ops and flows --------------------------------------------------------------------------
+
+class OpRunRequest(BaseModel):
+    """``POST /api/ops/<name>``: the op's inputs, checked against its tool schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, Any]
+
+
+class FlowRunRequest(BaseModel):
+    """``POST /api/flows/<name>``: the flow's inputs (flowllm's clients may also post them at top level)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, Any] = {}
+
+
+class AdhocFlowRequest(BaseModel):
+    """``POST /api/flows``: a flow expression run once."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"flow_content": "ChatOp()", "inputs": {"query": "hi"}}]}
+    )
+
+    flow_content: str = Field(min_length=1,
+                              description="e.g. ChatOp() >> SummarizeOp(); registered ops, >> and | only")
+    inputs: dict[str, Any] = {}
+
+
+class OpInfo(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    class_: str = Field(alias="class")
+    description: str
+    tool: dict[str, Any] | None = Field(description="the OpenAI tool schema, for tool ops")
+
+
+class OpsList(BaseModel):
+    ops: list[OpInfo]
+
+
+class OpResult(BaseModel):
+    answer: str | dict[str, Any] | list[Any]
+    outputs: dict[str, Any]
+    success: bool
+    metadata: dict[str, Any]
+
+
+class FlowInfo(BaseModel):
+    name: str
+    description: str
+    stream: bool
+    flow_content: str
+    tool: dict[str, Any]
+
+
+class FlowsList(BaseModel):
+    flows: list[FlowInfo]
+
+
+class FlowResult(BaseModel):
+    answer: str | dict[str, Any] | list[Any]
+    success: bool
+    metadata: dict[str, Any]
+
+
+# -- tasks (FlowGram workflows) -------------------------------------------------------------
+
+TaskStatus = Literal["pending", "processing", "succeeded", "failed", "canceled"]
+
+
+class TaskRunRequest(BaseModel):
+    """``POST /api/task/run`` and ``POST /api/task/validate``: a FlowGram schema and its inputs."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    # ``schema`` would shadow BaseModel.schema(), hence the alias.
+    workflow: str | dict[str, Any] = Field(alias="schema", description="the FlowGram workflow JSON (string or object)")
+    inputs: dict[str, Any] | None = None
+
+
+class TaskValidateRequest(TaskRunRequest):
+    pass
+
+
+class TaskRunResponse(BaseModel):
+    """``{taskID}``; with ``?wait=`` also the status and (once terminated) the outputs."""
+
+    taskID: str  # noqa: N815 - FlowGram's name
+    status: TaskStatus | None = None
+    outputs: dict[str, Any] | None = None
+
+
+class TaskCancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    taskID: str = Field(min_length=1)  # noqa: N815
+
+
+class TaskCancelResponse(BaseModel):
+    success: bool
+
+
+class TaskValidateResponse(BaseModel):
+    valid: bool
+    errors: list[str] = Field([], description="present when not valid")
+
+
+class TaskPending(BaseModel):
+    """``GET /api/task/result`` while the task runs (HTTP 202)."""
+
+    taskID: str  # noqa: N815
+    status: TaskStatus
+
+
+class TaskReport(RootModel[dict[str, Any]]):
+    """FlowGram's ``IReport``: ``workflowStatus``, ``reports`` (node snapshots), ``messages``..."""
+
+
+class TaskOutputs(RootModel[dict[str, Any]]):
+    """A succeeded task's outputs."""
+
+
+class TaskSummary(BaseModel):
+    taskID: str  # noqa: N815
+    status: TaskStatus
+    title: str
+    createdAt: float  # noqa: N815
+    startedAt: float | None  # noqa: N815
+    finishedAt: float | None  # noqa: N815
+    error: str | None
+
+
+class TasksList(BaseModel):
+    tasks: list[TaskSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class TaskQuery(BaseModel):
+    """Query of ``/api/task/report``, ``/api/task/result`` and ``/api/task/events``."""
+
+    taskID: str = Field(min_length=1)  # noqa: N815
+
+
+class WaitQuery(BaseModel):
+    wait: float = Field(0, ge=0, le=60, description="block up to this many seconds for the task to end")
+
+
+class TaskResultQuery(TaskQuery, WaitQuery):
+    pass
+
+
+class TaskRunQuery(WaitQuery):
+    pass
+
+
+class TasksQuery(BaseModel):
+    status: TaskStatus | None = None
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+# -- functions ------------------------------------------------------------------------------
+
+class FunctionParameter(BaseModel):
+    """A parameter of a function, with its JSON-schema constraints (``minimum``, ``items``...) alongside."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    type: str
+    required: bool
+    description: str
+
+
+class FunctionInfo(BaseModel):
+    name: str
+    description: str
+    parameters: list[FunctionParameter]
+    streaming: bool
+    returns: dict[str, Any]
+
+
+class FunctionsList(BaseModel):
+    functions: list[FunctionInfo]
+
+
+class InvokeRequest(BaseModel):
+    """``POST /invoke/<name>``: the function's inputs, checked against its manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, Any] = {}
+
+
+class InvokeResult(BaseModel):
+    result: Any
+
+
+# -- health ---------------------------------------------------------------------------------
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    pid: int
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    model: str
+    base_url: str
 
 
 def parse_body(model: type[BaseModel], data: object) -> BaseModel:

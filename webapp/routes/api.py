@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from async_utils import async_route
 
@@ -36,6 +36,14 @@ async def chat() -> Response:
     if result.cache:  # LLM_CACHE is on and the request was cacheable
         response.headers["X-Cache"] = result.cache  # miss | hit | coalesced
     return response
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    """The OpenAPI 3.1 description of the JSON API, generated from the request and response models."""
+    from ..openapi import build_spec
+
+    return jsonify(build_spec(current_app._get_current_object()))  # type: ignore[attr-defined]
 
 
 def _json_body() -> object:

@@ -15,6 +15,7 @@ from ops.flows import FlowSpec
 
 from .. import sse
 from ..errors import APIError
+from ..schemas import AdhocFlowRequest, parse_body
 
 bp = Blueprint("ops", __name__, url_prefix="/api")
 
@@ -78,14 +79,11 @@ async def run_adhoc_flow() -> Response:
     The expression is checked like a flows file (registered ops, literal
     keyword arguments, ``>>`` and ``|``); anything else is a 400 quoting it.
     """
-    body = request.get_json(silent=True) if request.is_json else None
-    if not isinstance(body, dict) or not isinstance(body.get("flow_content"), str):
-        raise APIError("send {\"flow_content\": \"ChatOp() >> SummarizeOp()\", \"inputs\": {...}}")
-    inputs = body.get("inputs", {})
-    if not isinstance(inputs, dict):
-        raise APIError("'inputs' must be a JSON object")
+    body = parse_body(AdhocFlowRequest, _json_object())
+    assert isinstance(body, AdhocFlowRequest)
+    inputs = body.inputs
     try:
-        flow = Flow("adhoc", FlowSpec(flow_content=body["flow_content"]), C.ops)
+        flow = Flow("adhoc", FlowSpec(flow_content=body.flow_content), C.ops)
     except FlowExpressionError as exc:
         raise APIError(f"invalid flow_content: {exc}") from None
     _check("the flow", flow.tool_call.validate_inputs(inputs), inputs)
@@ -182,11 +180,16 @@ def _find_op(name: str) -> type[BaseOp]:
         raise APIError(f"no op named {name!r}; see GET /api/ops", status=404, type="not_found") from None
 
 
-def _inputs(allow_top_level: bool = False) -> dict[str, Any]:
+def _json_object() -> object:
+    """The JSON body; 415 when it is not sent as JSON."""
     if not request.is_json:
         raise APIError("send a JSON body with Content-Type: application/json", status=415,
                        type="unsupported_media_type")
-    body = request.get_json(silent=True)
+    return request.get_json(silent=True)
+
+
+def _inputs(allow_top_level: bool = False) -> dict[str, Any]:
+    body = _json_object()
     if not isinstance(body, dict):
         raise APIError("the request body must be a JSON object like {\"inputs\": {...}}")
     if "inputs" not in body:

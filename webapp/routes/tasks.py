@@ -13,6 +13,7 @@ from workflow.validation import validate_task
 
 from ..errors import APIError, error_response
 from ..extensions import get_workflow_runtime
+from ..schemas import TaskCancelRequest, TaskRunRequest, TaskValidateRequest, parse_body
 from ..sse import sse_response
 from ..task_events import task_events as task_event_source
 
@@ -61,12 +62,11 @@ def _unknown(task_id: str) -> APIError:
 @bp.post("/api/task/run")
 def run_task() -> Response:
     """``{schema, inputs}`` → ``{taskID}``; with ``?wait=S``, ``{taskID, status, outputs}``."""
-    body = _body()
+    body = parse_body(TaskRunRequest, _body())
+    assert isinstance(body, TaskRunRequest)
     wait = _wait_arg()
-    if "schema" not in body:
-        raise APIError("schema is required (the workflow JSON, as a string or an object)")
     try:
-        task_id = _runtime().run(body["schema"], body.get("inputs"))
+        task_id = _runtime().run(body.workflow, body.inputs)
     except WorkflowInputError as exc:
         raise APIError(str(exc)) from None
     except TaskCapacityError as exc:
@@ -124,22 +124,21 @@ def task_events() -> Response:
 @bp.put("/api/task/cancel")
 def cancel_task() -> Response:
     """``{"taskID"}`` → ``{"success"}``; the task stops at its next node or loop iteration."""
-    body = _body()
-    task_id = body.get("taskID")
-    if not isinstance(task_id, str) or not task_id:
-        raise APIError("taskID is required")
-    return jsonify({"success": _runtime().cancel(task_id)})
+    body = parse_body(TaskCancelRequest, _body())
+    assert isinstance(body, TaskCancelRequest)
+    return jsonify({"success": _runtime().cancel(body.taskID)})
 
 
 @bp.post("/api/task/validate")
 def validate() -> Response:
     """``{"schema", "inputs"}`` → ``{"valid", "errors"}``: FlowGram's checks, no run."""
-    body = _body()
+    body = parse_body(TaskValidateRequest, _body())
+    assert isinstance(body, TaskValidateRequest)
     try:
-        schema = parse_schema(body.get("schema"))
+        schema = parse_schema(body.workflow)
     except WorkflowInputError as exc:
         raise APIError(str(exc)) from None
-    errors = validate_task(schema, body.get("inputs") or {})
+    errors = validate_task(schema, body.inputs or {})
     result: dict[str, Any] = {"valid": not errors}
     if errors:
         result["errors"] = errors
