@@ -19,6 +19,7 @@ from httpx_sse import connect_sse
 
 from tests.fake_upstream import FakeUpstream
 from tests.servers import GunicornServer
+from tests.workflow.builders import edge, node, obj, ref
 from webapp.task_events import NodeWatch
 
 PROGRESS_KEYS = {"nodeID", "status", "startTime", "endTime", "timeCost", "current", "total", "percentage", "message"}
@@ -26,25 +27,6 @@ ORDER = {"pending": 0, "processing": 1, "succeeded": 2, "failed": 2, "canceled":
 
 
 # -- schemas ---------------------------------------------------------------------------------------
-
-def node(node_id: str, node_type: str, **data: Any) -> dict[str, Any]:
-    return {"id": node_id, "type": node_type, "meta": {"position": {"x": 0, "y": 0}}, "data": data}
-
-
-def edge(source: str, target: str, port: str | None = None) -> dict[str, Any]:
-    found = {"sourceNodeID": source, "targetNodeID": target}
-    if port:
-        found["sourcePortID"] = port
-    return found
-
-
-def ref(*path: str) -> dict[str, Any]:
-    return {"type": "ref", "content": list(path)}
-
-
-def obj(**properties: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": properties}
-
 
 STRING = {"type": "string"}
 

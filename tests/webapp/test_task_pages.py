@@ -21,6 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.fake_upstream import FakeUpstream
+from tests.workflow.builders import edge, node, obj, ref
 from webapp import create_app
 from webapp.extensions import get_workflow_runtime
 from webapp.pages.graph import COL_GAP, Box, Layout, layout
@@ -29,25 +30,6 @@ from webapp.pages.tasks import duration, pretty
 # -- schemas (also used by tests/browser/test_task_page.py) ------------------------------------------
 
 STRING = {"type": "string"}
-
-
-def node(node_id: str, node_type: str, **data: Any) -> dict[str, Any]:
-    return {"id": node_id, "type": node_type, "meta": {"position": {"x": 0, "y": 0}}, "data": data}
-
-
-def edge(source: str, target: str, port: str | None = None) -> dict[str, Any]:
-    found = {"sourceNodeID": source, "targetNodeID": target}
-    if port:
-        found["sourcePortID"] = port
-    return found
-
-
-def ref(*path: str) -> dict[str, Any]:
-    return {"type": "ref", "content": list(path)}
-
-
-def obj(**properties: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": properties}
 
 
 def llm(node_id: str, prompt: dict[str, Any], title: str = "Ask the model") -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 
 from ops import OpApp
 from tests.fake_upstream import FakeUpstream
+from tests.workflow.builders import edge, node, obj, ref
 from workflow import (
     Limits,
     NodeResult,
@@ -24,25 +25,6 @@ from workflow import (
     set_default_runtime,
 )
 from workflow.store import MemoryTaskStore
-
-
-def node(node_id: str, node_type: str, **data: Any) -> dict[str, Any]:
-    return {"id": node_id, "type": node_type, "meta": {"position": {"x": 0, "y": 0}}, "data": data}
-
-
-def edge(source: str, target: str, port: str | None = None) -> dict[str, Any]:
-    found = {"sourceNodeID": source, "targetNodeID": target}
-    if port:
-        found["sourcePortID"] = port
-    return found
-
-
-def ref(*path: Any) -> dict[str, Any]:
-    return {"type": "ref", "content": list(path)}
-
-
-def obj(**properties: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": properties}
 
 
 START = node("start_0", "start", outputs=obj(items={"type": "array", "items": {"type": "array",
