@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import collections
 import multiprocessing
-import os
 import sys
 import threading
 import time
@@ -34,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import requests  # noqa: E402
 
 from bench._common import (  # noqa: E402
+    cpu_seconds,
+    worker_pids,
     LOG_PROBE,
     RESULTS,
     UpstreamProcess,
@@ -187,40 +188,22 @@ def _upstream_stats(upstream: UpstreamProcess) -> dict[str, Any]:
     return {k: stats[k] for k in ("requests", "max_concurrency", "connections")}
 
 
-def _worker_pids(master: int) -> list[int]:
-    """gunicorn's workers: the master's children (Linux /proc)."""
-    try:
-        return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of ``pids`` (Linux /proc); 0 where unavailable."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def run(rounds: int, per_round: int, log_path: Path) -> dict[str, Any]:
     payload = {"message": "hello from the load generator"}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in ENDPOINTS}
     with UpstreamProcess(delay=UPSTREAM_DELAY) as upstream:
+        # No reserved threads: 64 clients on 2 x 16 threads must queue in gunicorn, as they did
+        # before that guard existed; with it they would get 503s, and this bench compares views.
         env = {"LLM_BASE_URL": upstream.base_url, "LLM_MAX_RETRIES": "0", "GUNICORN_LOGLEVEL": "info",
-               "LLM_TIMEOUT": str(REQUEST_TIMEOUT)}
+               "LLM_TIMEOUT": str(REQUEST_TIMEOUT), "FLOWBRIDGE_RESERVED_THREADS": "0"}
         with GunicornServer(env, workers=WORKERS, threads=THREADS, app="bench.sync_view_app:app",
                             log_path=log_path) as server:
-            workers = _worker_pids(server.process.pid)
+            workers = worker_pids(server.process.pid)
             for _ in range(50):  # /healthz answered, so one worker is up; wait for the others
                 if len(workers) >= WORKERS:
                     break
                 time.sleep(0.2)
-                workers = _worker_pids(server.process.pid)
+                workers = worker_pids(server.process.pid)
             with LoadGenerator(LOAD_PROCESSES, THREADS_PER_PROCESS) as load:
                 # warm-up: sessions, keep-alive connections, each worker's client and pool threads
                 for path in ENDPOINTS.values():
@@ -230,9 +213,9 @@ def run(rounds: int, per_round: int, log_path: Path) -> dict[str, Any]:
                     order = names if r % 2 == 0 else names[::-1]
                     for name in order:
                         _upstream_reset(upstream)
-                        cpu0 = _cpu_seconds(workers)
+                        cpu0 = cpu_seconds(workers)
                         result = load.run(server.url + ENDPOINTS[name], payload, per_round)
-                        result["worker_cpu_ms_per_request"] = (_cpu_seconds(workers) - cpu0) / per_round * 1000
+                        result["worker_cpu_ms_per_request"] = (cpu_seconds(workers) - cpu0) / per_round * 1000
                         result["upstream"] = _upstream_stats(upstream)
                         result["round"] = r
                         results[name].append(result)

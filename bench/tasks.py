@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import queue
 import sys
 import tempfile
@@ -61,7 +60,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests  # noqa: E402
 
-from bench._common import RESULTS, UpstreamProcess, machine, median, percentile, table, write_json  # noqa: E402
+from bench._common import (  # noqa: E402
+    RESULTS,
+    UpstreamProcess,
+    cpu_seconds,
+    machine,
+    median,
+    percentile,
+    table,
+    worker_pids,
+    write_json,
+)
 from tests.servers import GunicornServer  # noqa: E402
 from workflow.store import MemoryTaskStore, SQLiteTaskStore, TaskRecord, TaskStore  # noqa: E402
 
@@ -111,33 +120,13 @@ SCHEMA = task_schema()
 
 # -- HTTP helpers ------------------------------------------------------------------------------
 
-def _worker_pids(master: int) -> list[int]:
-    """gunicorn's workers: the master's children (Linux /proc)."""
-    try:
-        return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of ``pids`` (Linux /proc); 0 where unavailable."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def _wait_for_workers(server: GunicornServer) -> list[int]:
-    workers = _worker_pids(server.process.pid)
+    workers = worker_pids(server.process.pid)
     for _ in range(50):  # /healthz answered, so one worker is up; wait for the others
         if len(workers) >= WORKERS:
             break
         time.sleep(0.2)
-        workers = _worker_pids(server.process.pid)
+        workers = worker_pids(server.process.pid)
     return workers
 
 
@@ -335,11 +324,11 @@ class OneCallLoad:
             with lock:
                 latencies.extend(mine)
 
-        cpu0 = _cpu_seconds(self.workers)
+        cpu0 = cpu_seconds(self.workers)
         t0 = time.monotonic()
         _run_threads(CLIENTS, client)
         wall = time.monotonic() - t0
-        cpu = _cpu_seconds(self.workers) - cpu0
+        cpu = cpu_seconds(self.workers) - cpu0
         return {
             "tasks": count, "ok": len(latencies), "errors": dict(errors), "responses": dict(counters),
             "seconds": wall, "tasks_per_s": len(latencies) / wall,
