@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from workflow.store import BUSY_TIMEOUT
+from workflow.store import BUSY_TIMEOUT, connect
 
 __all__ = ["MemoryResultStore", "Result", "ResultStore", "SQLiteResultStore", "make_result_store", "new_result_id"]
 
@@ -151,10 +151,7 @@ class SQLiteResultStore(ResultStore):
             return local.conn
         if self._closed:
             raise RuntimeError(f"result store {self.path} is closed")
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn = connect(self.path, self.busy_timeout)
         local.conn, local.pid = conn, os.getpid()
         with self._lock:
             self._conns.append((conn, os.getpid()))

@@ -57,6 +57,19 @@ def abandoned_message(owner: str) -> str:
     return f"Task abandoned: the process running it ({owner}) stopped"
 
 
+def connect(path: str, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
+    """A connection to a shared SQLite file as the stores use it: autocommit, rows by name, waiting
+    up to ``busy_timeout`` for other writers, ``synchronous=NORMAL`` (safe with WAL).
+
+    ``check_same_thread=False`` only so that a store's ``close()`` may close every thread's connection.
+    """
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
 @dataclass
 class TaskRecord:
     """One workflow run as stored; ``report`` is the latest exported FlowGram ``IReport``."""
@@ -371,10 +384,7 @@ class SQLiteTaskStore(TaskStore):
             return local.conn
         if self._closed:
             raise RuntimeError(f"task store {self.path} is closed")
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn = connect(self.path, self.busy_timeout)
         local.conn, local.pid = conn, os.getpid()
         with self._lock:
             self._conns.append(conn)
