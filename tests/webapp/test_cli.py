@@ -130,8 +130,8 @@ def test_chat_streams_the_answer(upstream: FakeUpstream) -> None:
                       upstream=upstream)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Hello from the fake model\n"
+    assert upstream.wait_for(lambda s: s["streams_completed"] == 1)  # counted just after the last byte
     stats = upstream.stats()
-    assert stats["streams_completed"] == 1
     body = stats["last_request"]["json"]
     assert body["stream"] is True and body["temperature"] == 0.2 and body["max_tokens"] == 12
     assert body["messages"] == [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Say hi"}]

@@ -91,7 +91,7 @@ def test_event_streams_are_exempt_once_started(app: Flask, upstream: FakeUpstrea
     frames = [json.loads(f[6:]) for f in response.get_data(as_text=True).split("\n\n") if f.startswith("data: ")]
     assert frames[-1]["type"] == "done"
     assert "".join(f["data"] for f in frames if f["type"] == "content") == "one two three four five six"
-    assert upstream.stats()["streams_completed"] == 1
+    assert upstream.wait_for(lambda s: s["streams_completed"] == 1)  # counted just after the last byte
     response = app.test_client().post("/invoke/slow_steps", json={"inputs": {"steps": 5}})
     frames = [json.loads(f[6:]) for f in response.get_data(as_text=True).split("\n\n") if f.startswith("data: ")]
     assert [f["type"] for f in frames] == ["start"] + ["progress"] * 5 + ["done"]

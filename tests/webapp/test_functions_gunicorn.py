@@ -165,7 +165,7 @@ def test_chat_stream_streams_the_reply_as_content_deltas(http: httpx.Client, ups
                                   "characters": len(REPLY)}
     sent = upstream.stats()["last_request"]["json"]
     assert sent["stream"] is True and [m["role"] for m in sent["messages"]] == ["system", "user"]
-    assert upstream.stats()["streams_completed"] == 1
+    assert upstream.wait_for(lambda s: s["streams_completed"] == 1)  # counted just after the last byte
 
 
 def test_an_upstream_failure_mid_stream_is_one_error_event(http: httpx.Client, upstream: FakeUpstream) -> None:

@@ -65,7 +65,7 @@ def test_chat_streams_content_deltas(http: httpx.Client, upstream: FakeUpstream)
     assert text_of(events) == REPLY
     assert events[-1] == {"type": "done", "data": {"model": events[0]["data"]["model"],
                                                    "chunks": len(contents), "characters": len(REPLY)}}
-    assert upstream.stats()["streams_completed"] == 1
+    assert upstream.wait_for(lambda s: s["streams_completed"] == 1)  # counted just after the last byte
 
 
 def test_chat_streams_with_the_accept_header_and_multi_turn_messages(http: httpx.Client, upstream: FakeUpstream) -> None:
