@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 import schemathesis
+from pydantic import ValidationError
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.fake_upstream import FakeUpstream
 from webapp import create_app
 from webapp import schemas as s
+from webapp.errors import APIError
 from webapp.openapi import OPERATIONS, build_spec, flask_path, openapi_path
 
 KEY = "k" * 24
@@ -167,6 +169,27 @@ def test_routes_validate_their_bodies_with_the_documented_models(
     assert response.status_code == 400, response.json
     assert named in response.json["error"]["message"]
     assert response.json["error"]["type"] == "invalid_request"
+
+
+#: A real name for each path parameter, so the request reaches body validation.
+_PATH_NAMES = {"/api/ops/{name}": "echo_tool", "/api/flows/{name}": "chat_summary", "/invoke/{name}": "count_to"}
+
+
+@pytest.mark.parametrize("op", [op for op in OPERATIONS if op.request is not None],
+                         ids=lambda op: f"{op.method} {op.path}")
+def test_every_json_body_is_checked_by_its_documented_model(client: FlaskClient, op: Any) -> None:
+    """The 400 for a body the model rejects is exactly what the model says, on every route that takes one."""
+    path = op.path.replace("{name}", _PATH_NAMES.get(op.path, "")) if "{" in op.path else op.path
+    assert "{" not in path, f"add an example name for {op.path} to _PATH_NAMES"
+    body = {"inputs": {}, "unexpected_field": 1}
+    with pytest.raises(ValidationError):
+        op.request.model_validate(body)
+    with pytest.raises(APIError) as expected:
+        s.parse_body(op.request, body)
+    response = client.open(path, method=op.method, json=body)
+    assert response.status_code == 400, response.json
+    assert response.json["error"]["message"] == str(expected.value)
+    assert "unexpected_field" in response.json["error"]["message"]
 
 
 def test_cancel_validates_its_body_with_the_model(client: FlaskClient) -> None:

@@ -44,9 +44,9 @@ def test_run_echo_tool(client: FlaskClient) -> None:
 @pytest.mark.parametrize(("body", "status", "named"), [
     ({"inputs": {}}, 400, "'text' is required"),
     ({"inputs": {"text": 5}}, 400, "'text' must be string"),
-    ({}, 400, "'inputs'"),
-    ({"inputs": [1]}, 400, "'inputs' must be a JSON object"),
-    ({"inputs": {"text": "a"}, "extra": 1}, 400, "extra"),
+    ({}, 400, "inputs: Field required"),
+    ({"inputs": [1]}, 400, "inputs: Input should be a valid dictionary"),
+    ({"inputs": {"text": "a"}, "extra": 1}, 400, "extra: Extra inputs are not permitted"),
     ({"inputs": {"text": "a", "response": "x"}}, 400, "'response' cannot be used"),
 ])
 def test_bad_op_inputs(client: FlaskClient, body: dict, status: int, named: str) -> None:

@@ -23,6 +23,7 @@ from ..functions import FunctionSpec, InvalidInputs, UploadedFile, get_registry,
 from ..functions.inputs import coerce_form_value
 from ..functions.invoke import call, open_stream
 from ..functions.registry import InputError
+from ..schemas import InvokeRequest, parse_body
 
 bp = Blueprint("functions", __name__)
 
@@ -80,16 +81,9 @@ def _inputs(spec: FunctionSpec) -> dict[str, Any]:
 
 
 def _json_inputs() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise APIError("the request body must be a JSON object like {\"inputs\": {...}}")
-    extra = set(body) - {"inputs"}
-    if extra:
-        raise APIError(f"unknown field(s) next to 'inputs': {', '.join(sorted(extra))}")
-    inputs = body.get("inputs", {})
-    if not isinstance(inputs, dict):
-        raise APIError("'inputs' must be a JSON object")
-    return inputs
+    parsed = parse_body(InvokeRequest, request.get_json(silent=True))
+    assert isinstance(parsed, InvokeRequest)
+    return parsed.inputs
 
 
 def _form_inputs(spec: FunctionSpec) -> dict[str, Any]:
