@@ -12,8 +12,10 @@ the view runs:
   ``POST /api/chat`` (not streamed), ``/api/ops/<name>`` and ``/api/flows...``;
 - ``?wait=S`` of ``/api/task/run`` and ``/api/task/result`` is capped so the
   long poll returns (202 / ``status: processing``) just before the deadline;
-- plain (sync) Python code cannot be interrupted: a plain ``/invoke`` function
-  runs to its end;
+- a plain ``/invoke`` function runs on a pool thread while the request waits,
+  so the request answers 504 at the deadline; Python cannot stop a thread, so
+  the function itself runs on to its end (:mod:`webapp.functions.invoke`).
+  Other plain Python code in a view cannot be interrupted;
 - event streams are exempt once their response starts: they may run as long as
   the client listens, and their heartbeats show they are alive. Everything
   before the first event (checking the input, opening the upstream stream) is

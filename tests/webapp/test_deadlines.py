@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 
 from async_utils import AsyncHelper
 from async_utils.flask_bridge import set_deadline
@@ -38,13 +38,26 @@ def app(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Flask]:
         return "rested"
 
     @registry.register
+    def busy(release: bool = False) -> str:
+        """A plain function: blocks until the test lets it go (or 10 s), then says which request it served."""
+        if release:
+            gate.set()
+            return "released"
+        finished = gate.wait(10)
+        done.append(request.path if finished else "never released")
+        return "done"
+
+    @registry.register
     def slow_steps(steps: int = 4) -> Iterator[dict[str, Any]]:
         for i in range(steps):
             AsyncHelper.run_async_in_sync(asyncio.sleep(0.2))  # would be cut off if the deadline still held
             yield {"type": "progress", "data": {"current": i + 1, "total": steps}}
 
+    gate, done = threading.Event(), []
     app = make_app(upstream, tmp_path, FLOWBRIDGE_REQUEST_TIMEOUT=0.5, FUNCTION_REGISTRY=registry)
+    app.extensions["test_busy"] = (gate, done)
     yield app
+    gate.set()
     close_workflow_runtime(app)
     close_llm_client(app)
 
@@ -73,6 +86,19 @@ def test_a_blocking_llm_endpoint_past_its_deadline_is_504(app: Flask, upstream: 
 def test_a_coroutine_function_past_its_deadline_is_504(app: Flask) -> None:
     deadline_error(app.test_client().post("/invoke/nap", json={"inputs": {}}), "/invoke/nap")
     assert app.test_client().post("/invoke/nap", json={"inputs": {"seconds": 0}}).json == {"result": "rested"}
+
+
+def test_a_plain_function_past_its_deadline_is_504_and_runs_on_in_its_context(app: Flask) -> None:
+    """Python cannot stop a thread: the request answers 504, and the function finishes on its pool thread."""
+    gate, done = app.extensions["test_busy"]
+    deadline_error(app.test_client().post("/invoke/busy", json={"inputs": {}}), "/invoke/busy")
+    assert done == []  # still running
+    assert app.test_client().post("/invoke/busy", json={"inputs": {"release": True}}).json == {"result": "released"}
+    for _ in range(500):  # bounded: 5 s
+        if done:
+            break
+        time.sleep(0.01)
+    assert done == ["/invoke/busy"]  # it ran with its request's context
 
 
 def test_requests_within_the_deadline_are_untouched(app: Flask, upstream: FakeUpstream) -> None:

@@ -9,17 +9,28 @@ How errors raised by a function answer:
 A streaming function runs up to its first event before the response starts, so
 these are HTTP errors when raised before the first ``yield``, and an ``error``
 event with the same ``error_code`` when raised later.
+
+Under a request deadline (``FLOWBRIDGE_REQUEST_TIMEOUT``) a plain function runs
+on a small pool of its own while the request thread waits, so the request can
+answer 504 when the deadline passes. Python cannot stop a thread: the function
+itself runs on to its end, and its result is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import contextvars
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from async_utils import AsyncHelper
 from llm_client import LLMError
 
+from ..deadlines import remaining
 from ..errors import APIError
 from .registry import FunctionKind, FunctionSpec, InputError
 
@@ -51,7 +62,34 @@ def call(spec: FunctionSpec, arguments: dict[str, Any]) -> Any:
     with _errors_of(spec):
         if spec.kind is FunctionKind.COROUTINE:
             return AsyncHelper.run_async_in_sync(spec.func(**arguments))
-        return spec.func(**arguments)
+        if remaining() is None:
+            return spec.func(**arguments)
+        return AsyncHelper.run_async_in_sync(_on_pool(spec.func, arguments))
+
+
+#: Threads for plain functions called under a deadline; created on first use, in the worker.
+_POOL_SIZE = 32
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+async def _on_pool(func: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+    """``func(**arguments)`` on the pool, in a copy of this context (request, app, request ID)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="flowbridge-invoke")
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(_pool, lambda: context.run(func, **arguments))
+
+
+def _forget_pool() -> None:
+    """A forked child has none of its parent's threads: it starts its own pool."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def open_stream(spec: FunctionSpec, arguments: dict[str, Any]) -> Iterator[Event] | AsyncIterator[Event]:
