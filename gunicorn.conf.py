@@ -19,6 +19,8 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # gunicorn's control socket lives at one fixed path per user, which several
 # instances on one machine (tests, benchmarks) would fight over; we do not use it.
 control_socket_disable = True
+# gunicorn's own lines as JSON too when LOG_FORMAT=json, from the first one.
+logger_class = "webapp.gunicorn_log.GunicornLogger"
 
 # The app sizes its LLM pool to at least this many threads (see webapp.extensions.pool_size).
 os.environ["FLOWBRIDGE_REQUEST_THREADS"] = str(threads)

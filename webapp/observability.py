@@ -128,7 +128,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return sys.stderr
 
 
-def _install_record_factory() -> None:
+def install_record_factory() -> None:
     """Every record gets ``request_id`` when it is made, so every handler sees it (caplog, gunicorn's)."""
     previous = logging.getLogRecordFactory()
     if getattr(previous, "_flowbridge", False):
@@ -155,7 +155,7 @@ def configure_logging(log_format: str = "text", level: str = "INFO") -> logging.
         lvl = "WARNING"
     if lvl not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
-    _install_record_factory()
+    install_record_factory()
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_flowbridge", False)), None)
     if handler is None:
@@ -358,14 +358,8 @@ def gunicorn_on_starting(server: Any) -> None:
     Points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory (removed when the
     master exits) unless the operator set one; a directory given is emptied of
     the previous run's files, which would otherwise be added to this run's counts.
-    With ``LOG_FORMAT=json`` gunicorn's own lines (master and workers) become JSON
-    too, from here on: only its "Starting gunicorn" line, written earlier, is not.
+    (gunicorn's own lines follow ``LOG_FORMAT`` through :mod:`webapp.gunicorn_log`.)
     """
-    if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
-        _install_record_factory()
-        for log in (getattr(server.log, "error_log", None), getattr(server.log, "access_log", None)):
-            for handler in getattr(log, "handlers", ()):
-                handler.setFormatter(JsonFormatter())
     path = os.environ.get(_MULTIPROC_ENV)
     if path:
         os.makedirs(path, exist_ok=True)

@@ -101,12 +101,11 @@ def test_counts_add_up_across_workers_and_logs_carry_request_ids(
     assert {e["request_id"]: e["pid"] for e in access if e["request_id"] in pids} == pids
     assert {e["path"] for e in access} == {"/healthz", "/api/chat"} and {e["status"] for e in access} == {200}
     lines = [line for line in log_lines(served) if line.strip()]
-    assert "Starting gunicorn" in lines[0]  # written before on_starting could switch gunicorn's format
-    for line in lines[1:]:  # the app's lines and gunicorn's own: one JSON object each
-        entry = json.loads(line)
+    entries = [json.loads(line) for line in lines]  # the app's lines and gunicorn's own: one JSON object each
+    for entry in entries:
         assert {"time", "level", "logger", "message", "request_id"} <= entry.keys()
-    assert any(e["logger"] == "gunicorn.error" and "Booting worker" in e["message"]
-               for e in map(json.loads, lines[1:]))
+    assert entries[0]["logger"] == "gunicorn.error" and "Starting gunicorn" in entries[0]["message"]
+    assert any(e["logger"] == "gunicorn.error" and "Booting worker" in e["message"] for e in entries)
 
 
 def test_a_restarted_worker_keeps_its_counts_and_drops_its_live_gauges(served: GunicornServer) -> None:
