@@ -89,14 +89,23 @@ def _serve(bind: str, dev: bool) -> int:
         os.chdir(_ROOT)
         gunicorn_args = [sys.executable, "-m", "gunicorn", "-c", str(_ROOT / "gunicorn.conf.py"), "wsgi:app"]
         os.execv(sys.executable, gunicorn_args)
+    from werkzeug.serving import WSGIRequestHandler
+
     from llm_client.local_server import ensure_local_server
 
     from . import create_app
 
+    class _DevRequestHandler(WSGIRequestHandler):
+        """Without werkzeug's own line per request: the app's access log has one."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
     host, _, port = bind.rpartition(":")
     server = ensure_local_server(os.environ)
     try:
-        create_app().run(host=host or "127.0.0.1", port=int(port), threaded=True)
+        create_app().run(host=host or "127.0.0.1", port=int(port), threaded=True,
+                         request_handler=_DevRequestHandler)
     finally:
         if server is not None:
             server.stop()

@@ -7,13 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.fake_upstream import FakeUpstream
-from tests.servers import ROOT
+from tests.servers import ROOT, free_port
 from webapp.cli import main
 
 COMMANDS = ["serve", "chat", "run-op", "run-workflow", "batch"]
@@ -154,6 +156,38 @@ def test_chat_upstream_error_is_one_line(upstream: FakeUpstream) -> None:
 def test_chat_unreachable_model_server() -> None:
     env = cli_env(None, LLM_BASE_URL="http://127.0.0.1:9/v1", LLM_CONNECT_TIMEOUT="1")
     assert_one_line_error(flowbridge("chat", "hi", env=env), 1)
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dev", [False, True], ids=["gunicorn", "dev-server"])
+def test_serve_answers_and_logs_each_request_once(upstream: FakeUpstream, tmp_path: Path, dev: bool) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    env = cli_env(upstream, FLOWBRIDGE_TASK_DB=str(tmp_path / "tasks.db"), WEB_CONCURRENCY="1", GUNICORN_THREADS="2")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--bind", url[7:],
+                                   *(["--dev"] if dev else [])], cwd=ROOT, env=env, stdout=out, stderr=out)
+    try:
+        for _ in range(600):  # bounded: 60 s to start
+            assert server.poll() is None, log.read_text()
+            try:
+                if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        with requests.get(url + "/api/ops", headers={"X-Request-ID": "serve-check"}, timeout=10) as r:
+            assert r.status_code == 200 and r.headers["X-Request-ID"] == "serve-check"
+        for _ in range(100):  # the access line is written just after the response: bounded, 5 s
+            if "serve-check" in log.read_text():
+                break
+            time.sleep(0.05)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    lines = [line for line in log.read_text().splitlines() if "GET /api/ops" in line]
+    assert len(lines) == 1 and "[serve-check]" in lines[0], lines
 
 
 # -- run-op ---------------------------------------------------------------------------------------
