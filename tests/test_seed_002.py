@@ -30,7 +30,7 @@ def test_basic_usage() -> None:
 
 
 def test_concurrent_example(upstream: FakeUpstream) -> None:
-    upstream.configure(delay=0.1)
+    upstream.configure(delay=0.3)  # long enough that calls started together overlap on a busy machine
 
     async def concurrent_example():
         client = LLMClient()

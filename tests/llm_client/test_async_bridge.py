@@ -17,7 +17,7 @@ def make(upstream: FakeUpstream, **kw: object) -> LLMClient:
 
 
 def test_async_calls_overlap_up_to_the_worker_count(upstream: FakeUpstream) -> None:
-    upstream.configure(delay=0.2)
+    upstream.configure(delay=0.4)  # long enough that calls started together overlap on a busy machine
 
     async def main() -> list[str]:
         async with make(upstream, max_workers=5) as client:
@@ -46,7 +46,7 @@ def test_nothing_is_sent_before_the_coroutine_is_awaited(upstream: FakeUpstream)
 
 
 def test_gather_with_limit_bounds_the_upstream(upstream: FakeUpstream) -> None:
-    upstream.configure(delay=0.1)
+    upstream.configure(delay=0.3)  # long enough that calls started together overlap on a busy machine
 
     async def main() -> list[str]:
         async with make(upstream, max_workers=8) as client:
@@ -157,7 +157,7 @@ def test_cleanup_is_idempotent_and_final(upstream: FakeUpstream) -> None:
 
 
 def test_batch_processor_over_the_client(upstream: FakeUpstream) -> None:
-    upstream.configure(delay=0.05)
+    upstream.configure(delay=0.3)  # long enough that calls started together overlap on a busy machine
     seen: list[tuple[int, int]] = []
 
     async def main() -> list[str]:
