@@ -3,43 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import threading
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from async_utils.config import AsyncConfig
 
 from ._bridge import AsyncBridge, PoolStats
 from ._cache import ResponseCache, cache_key, make_response_cache
-from ._retry import parse_retry_after, retry_delay, should_retry_status
+from ._http import Transport, read_json
 from ._settings import LLMSettings
 from ._streaming import ChatStream
-from .exceptions import (
-    LLMConfigError,
-    LLMConnectionError,
-    LLMError,
-    LLMRateLimitError,
-    LLMResponseError,
-    LLMStatusError,
-    LLMTimeoutError,
-    scrub,
-)
-from .observe import report_call
-
-logger = logging.getLogger("llm_client")
-
-#: Connections each thread's session keeps per host. One thread needs one at a
-#: time, plus one while it holds an unfinished stream open.
-_CONNECTIONS_PER_THREAD = 4
+from .exceptions import LLMConfigError, LLMResponseError
 
 Message = Mapping[str, Any]
 
@@ -119,10 +98,7 @@ class LLMClient:
         if workers < 1 or queued < 0:
             raise LLMConfigError("max_workers must be >= 1 and queue_size >= 0")
         self._bridge = AsyncBridge(workers, queued, limit, enabled)
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
-        self._closed = False
+        self._http = Transport(self.settings)
         self._cache = self._make_cache()
 
     def _make_cache(self) -> ResponseCache | None:
@@ -150,7 +126,7 @@ class LLMClient:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._http.sessions.closed
 
     @property
     def _executor(self) -> ThreadPoolExecutor:
@@ -197,16 +173,15 @@ class LLMClient:
         body = self._chat_body(messages, temperature, max_tokens)
         if self._cache is None or body["temperature"] != 0:
             return self._complete(body)
-        if self._closed:
+        if self.closed:
             raise RuntimeError("the LLM client is closed")
-        key = cache_key(self._url("/chat/completions"), body, self._secret())
+        key = cache_key(self._http.url("/chat/completions"), body, self._http.secret())
         fields, how = self._cache.get_or_call(key, lambda: _cacheable(self._complete(body)))
         return ChatCompletion(**{**fields, "usage": dict(fields["usage"])}, cache=how)  # usage: not shared
 
     def _complete(self, body: dict[str, Any]) -> ChatCompletion:
         """Send one chat completion request and parse the answer."""
-        response = self._send("/chat/completions", body)
-        data = _json(response)
+        data = read_json(self._http.post("/chat/completions", body))
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""
@@ -239,7 +214,7 @@ class LLMClient:
         messages = _messages(prompt, system_prompt) if isinstance(prompt, str) else prompt
         body = self._chat_body(messages, temperature, max_tokens)
         body["stream"] = True
-        return ChatStream(lambda: self._send("/chat/completions", body, stream=True))
+        return ChatStream(lambda: self._http.post("/chat/completions", body, stream=True))
 
     def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """Embed each text; returns one vector per text, in order."""
@@ -248,7 +223,7 @@ class LLMClient:
             raise TypeError("embed() takes a string or a list of strings")
         if not items:
             return []
-        data = _json(self._send("/embeddings", {"model": self.settings.embeddings_model, "input": items}))
+        data = read_json(self._http.post("/embeddings", {"model": self.settings.embeddings_model, "input": items}))
         try:
             rows = sorted(data["data"], key=lambda row: row.get("index", 0))
             vectors = [[float(x) for x in row["embedding"]] for row in rows]
@@ -261,7 +236,7 @@ class LLMClient:
     def ping(self, timeout: float = 2.0) -> bool:
         """True if the server answers ``GET /models``; one try, short timeout, never raises."""
         try:
-            response = self._session().get(self._url("/models"), timeout=(timeout, timeout))
+            response = self._http.get("/models", timeout)
         except requests.RequestException:
             return False
         with response:
@@ -324,14 +299,10 @@ class LLMClient:
 
         Afterwards every call raises ``RuntimeError``.
         """
-        self._closed = True
+        self._http.close()
         self._bridge.shutdown(wait=False)
         if self._cache is not None:
             self._cache.close()
-        with self._sessions_lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
 
     close = cleanup
 
@@ -346,96 +317,6 @@ class LLMClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.cleanup()
-
-    # -- HTTP ---------------------------------------------------------------------------------
-
-    def _session(self) -> requests.Session:
-        """This thread's session: requests does not promise a Session is thread-safe."""
-        if self._closed:
-            raise RuntimeError("the LLM client is closed")
-        session = getattr(self._local, "session", None)
-        if session is None or getattr(self._local, "pid", None) != os.getpid():
-            session = requests.Session()
-            adapter = HTTPAdapter(
-                pool_connections=1, pool_maxsize=_CONNECTIONS_PER_THREAD, max_retries=0
-            )
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["Accept"] = "application/json"
-            if self.settings.api_key is not None:
-                session.headers["Authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
-            self._local.session, self._local.pid = session, os.getpid()
-            with self._sessions_lock:
-                self._sessions.append(session)
-        return session
-
-    def _url(self, path: str) -> str:
-        return self.settings.base_url + path
-
-    def _send(self, path: str, body: dict[str, Any], *, stream: bool = False) -> requests.Response:
-        """POST ``body`` to ``path`` with retries; return a 2xx response.
-
-        The one place where exceptions of requests become :class:`LLMError`.
-        """
-        settings = self.settings
-        where = f"POST {urlsplit(settings.base_url).netloc}{urlsplit(settings.base_url).path}{path}"
-        attempts = settings.max_retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            started = time.perf_counter()
-            try:
-                response = self._session().post(
-                    self._url(path),
-                    json=body,
-                    stream=stream,
-                    timeout=(settings.connect_timeout, settings.timeout),
-                )
-            except requests.Timeout as exc:
-                report_call(path, time.perf_counter() - started, "timeout")
-                error: LLMError = LLMTimeoutError(f"{where} timed out ({_kind(exc)})")
-                if last:
-                    raise error from exc
-                retry_after = None
-            except requests.RequestException as exc:
-                report_call(path, time.perf_counter() - started, "connection_error")
-                error = LLMConnectionError(f"{where} failed: {_kind(exc)}")
-                if last:
-                    raise error from exc
-                retry_after = None
-            else:
-                report_call(path, time.perf_counter() - started,
-                            "ok" if response.status_code < 400 else f"http_{response.status_code}")
-                if response.status_code < 400:
-                    return response
-                status_error = self._status_error(where, response)
-                if last or not should_retry_status(response.status_code):
-                    raise status_error
-                error, retry_after = status_error, status_error.retry_after
-            delay = retry_delay(
-                attempt,
-                initial=settings.retry_initial_delay,
-                retry_after=retry_after,
-                retry_after_cap=settings.retry_after_cap,
-            )
-            logger.info("%s (attempt %d of %d); retrying in %.2fs", error, attempt + 1, attempts, delay)
-            time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _status_error(self, where: str, response: requests.Response) -> LLMStatusError:
-        with response:
-            text = scrub(response.text, self._secret())
-        detail = _error_message(response, text, self._secret())
-        cls = LLMRateLimitError if response.status_code == 429 else LLMStatusError
-        return cls(
-            f"{where} answered {response.status_code}: {detail}",
-            status_code=response.status_code,
-            body=text,
-            retry_after=parse_retry_after(response.headers),
-        )
-
-    def _secret(self) -> str | None:
-        key = self.settings.api_key
-        return key.get_secret_value() if key is not None else None
 
     def _chat_body(self, messages: Sequence[Message], temperature: float, max_tokens: int) -> dict[str, Any]:
         _check_messages(messages)
@@ -475,40 +356,3 @@ def _check_messages(messages: Sequence[Message]) -> None:
             raise ValueError(f"messages[{i}].role must be system, user or assistant, got {message.get('role')!r}")
         if not isinstance(message.get("content"), str):
             raise ValueError(f"messages[{i}].content must be a string")
-
-
-def _json(response: requests.Response) -> dict[str, Any]:
-    with response:
-        try:
-            data = response.json()
-        except ValueError:
-            raise LLMResponseError("response body is not JSON", body=response.text[:500]) from None
-    if not isinstance(data, dict):
-        raise LLMResponseError("response body is not a JSON object", body=str(data)[:500])
-    return data
-
-
-def _error_message(response: requests.Response, text: str, secret: str | None) -> str:
-    try:
-        data = response.json()
-        error = data.get("error") if isinstance(data, dict) else None
-        if isinstance(error, dict) and error.get("message"):
-            return scrub(str(error["message"]), secret)[:300]
-        if isinstance(error, str):
-            return scrub(error, secret)[:300]
-    except ValueError:
-        pass
-    return (text.strip() or response.reason or "no body")[:300]
-
-
-def _kind(exc: BaseException) -> str:
-    """A short description of a requests exception without URLs or headers."""
-    text = str(exc)
-    for marker in ("Read timed out", "Connection refused", "Connection reset", "Connect timeout",
-                   "Max retries exceeded", "RemoteDisconnected", "Name or service not known",
-                   "timed out"):
-        if marker in text:
-            return f"{type(exc).__name__}: {marker}"
-    return type(exc).__name__
-
-

@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import requests
 
+from ._http import ThreadSessions
 from ._streaming import iter_sse_data
 from .exceptions import LLMConnectionError, LLMError, LLMStatusError, LLMTimeoutError, scrub
 
@@ -257,10 +258,8 @@ class FlowbridgeClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._api_key = api_key
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._lock = threading.Lock()
-        self._closed = False
+        self._sessions = ThreadSessions({"Authorization": f"Bearer {api_key}"} if api_key else None,
+                                        closed_message="this FlowbridgeClient is closed")
 
     # -- the API --------------------------------------------------------------------------------
 
@@ -329,7 +328,7 @@ class FlowbridgeClient:
         """Send one request; translate network errors, raise on an HTTP error status."""
         what = f"{method} {path}"
         try:
-            response = self._session().request(method, self.base_url + path, headers={"Accept": accept},
+            response = self._sessions.get().request(method, self.base_url + path, headers={"Accept": accept},
                                                timeout=self.timeout, stream=stream, **kwargs)
         except requests.Timeout as exc:
             raise LLMTimeoutError(f"{what} to {self.base_url} timed out") from exc
@@ -340,28 +339,9 @@ class FlowbridgeClient:
                 raise _api_error(response, self._api_key)
         return response
 
-    def _session(self) -> requests.Session:
-        if self._closed:
-            raise RuntimeError("this FlowbridgeClient is closed")
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            with self._lock:
-                if self._closed:
-                    raise RuntimeError("this FlowbridgeClient is closed")
-                session = requests.Session()
-                if self._api_key:
-                    session.headers["Authorization"] = f"Bearer {self._api_key}"
-                self._sessions.append(session)
-            self._local.session = session
-        return session
-
     def close(self) -> None:
         """Close every session; idempotent. Streams already open keep working until closed."""
-        with self._lock:
-            self._closed = True
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        self._sessions.close()
 
     def __enter__(self) -> FlowbridgeClient:
         return self

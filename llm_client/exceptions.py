@@ -2,7 +2,7 @@
 
 Every error the client raises derives from :class:`LLMError`; exceptions of
 ``requests`` and ``urllib3`` are translated in one place
-(``LLMClient._send``) and never leak out::
+(``llm_client._http.Transport.post``) and never leak out::
 
     LLMError
     ├── LLMConfigError            (also ValueError) a bad setting or env variable
