@@ -62,7 +62,7 @@ def test_answers_stream_in_and_every_question_carries_the_history(
     expect(page.locator("#chat-settings-summary")).to_have_text("(system prompt, temperature 0.3)")
     page.evaluate(WATCH)
 
-    upstream.configure(reply=FIRST, stream_chunk_delay=0.03)
+    upstream.configure(reply=FIRST, stream_chunk_delay=0.1)  # slow enough to see Stop and the pieces
     ask(page, "What is the capital of France?")
     expect(page.get_by_role("button", name="Stop")).to_be_enabled()
     expect(answers(page)).to_have_text(FIRST)

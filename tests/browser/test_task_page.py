@@ -37,7 +37,7 @@ def statuses(page: Page) -> dict[str, str]:
 
 def test_a_task_page_follows_the_run_and_ends_as_the_result(live: GunicornServer, page: Page,
                                                            upstream: FakeUpstream, artifacts_dir: Path) -> None:
-    upstream.configure(delay=2.0)  # long enough to open the page on a busy machine
+    upstream.configure(delay=4.0)  # long enough to open the page on a busy machine
     task_id = submit(live, llm_schema(), {"q": "What is the capital of France?"})
     page.goto(f"{live.url}/tasks/{task_id}")
     page.wait_for_selector("[data-node-id=llm_0][data-status=processing]", timeout=TIMEOUT)

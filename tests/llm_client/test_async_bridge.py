@@ -57,13 +57,16 @@ def test_gather_with_limit_bounds_the_upstream(upstream: FakeUpstream) -> None:
 
 
 def test_one_call_beyond_workers_plus_queue_fails_at_once(upstream: FakeUpstream) -> None:
-    upstream.configure(delay=0.5)
+    upstream.configure(delay=2.0)  # the checks below must happen while the first two calls run
 
     async def main() -> None:
         async with make(upstream, max_workers=2, queue_size=1) as client:
             accepted = [asyncio.ensure_future(client.chat_async(f"{i}")) for i in range(3)]
-            await asyncio.sleep(0.1)
-            stats = client.pool_stats
+            for _ in range(300):  # bounded: 3 s for both pool threads to start
+                stats = client.pool_stats
+                if (stats.running, stats.queued) == (2, 1):
+                    break
+                await asyncio.sleep(0.01)
             assert (stats.running, stats.queued) == (2, 1)
             with pytest.raises(LLMQueueFullError, match="busy"):
                 await client.chat_async("one too many")

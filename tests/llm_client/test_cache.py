@@ -94,7 +94,7 @@ def test_another_model_or_api_key_is_another_entry(upstream: FakeUpstream, tmp_p
 
 
 def test_entries_expire_after_the_ttl(upstream: FakeUpstream) -> None:
-    with make(upstream, LLM_CACHE_TTL="0.2") as client:
+    with make(upstream, LLM_CACHE_TTL="1.0") as client:  # long enough for the second call to come before it
         assert client.chat_completion(MESSAGES, temperature=0).cache == "miss"
         assert client.chat_completion(MESSAGES, temperature=0).cache == "hit"
         deadline = time.monotonic() + 10

@@ -119,7 +119,7 @@ def raw(name: str) -> Response:
 def heartbeat() -> Response:
     async def source() -> AsyncIterator[dict[str, Any]]:
         yield sse.start()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # ten heartbeat periods: one at least, even on a busy machine
         yield sse.content("after the silence")
 
     return sse.sse_response(source(), heartbeat=0.1)

@@ -128,7 +128,7 @@ def test_bridge_timeout_is_504(upstream: FakeUpstream) -> None:
 
 
 def test_queue_full_is_503_with_retry_after(upstream: FakeUpstream) -> None:
-    upstream.configure(delay=0.6)
+    upstream.configure(delay=2.0)  # the second request must arrive while the first still runs
     app = create_app({"TESTING": True, "LLM_BASE_URL": upstream.base_url,
                       "LLM_ASYNC_WORKERS": "1", "LLM_ASYNC_QUEUE_SIZE": "0"})
     results: list[int] = []

@@ -54,7 +54,7 @@ def chat_burst(url: str, upstream: FakeUpstream, n: int) -> tuple[list[dict[str,
 
 def test_a_saturated_llm_pool_answers_503_at_once_and_health_still_answers(served: GunicornServer,
                                                                               upstream: FakeUpstream) -> None:
-    upstream.configure(delay=1.0)
+    upstream.configure(delay=3.0)  # every refusal and health check must come back within it, on a busy machine too
     results, health = chat_burst(served.url, upstream, 16)
     assert health == [200] * 4
     ok = [r for r in results if r["status"] == 200]
@@ -64,7 +64,7 @@ def test_a_saturated_llm_pool_answers_503_at_once_and_health_still_answers(serve
     for r in refused:
         assert r["retry_after"] == "1"
         assert r["body"]["error"]["type"] == "overloaded"
-    # every refusal came back before the first answer (each takes the upstream's 1 s): none waited for a slot
+    # every refusal came back before the first answer (each takes the upstream's 3 s): none waited for a slot
     assert max(r["seq"] for r in refused) < min(r["seq"] for r in ok)
     assert upstream.stats()["max_concurrency"] <= 4  # 2 workers x 2 LLM slots
     # once the burst is over the pool takes calls again
@@ -79,7 +79,7 @@ def test_reserved_threads_keep_health_checks_answering_when_every_thread_would_b
     wait on the LLM and health checks would queue behind them. With 1 of 4 reserved, the 4th is refused."""
     env = {"LLM_BASE_URL": upstream.base_url, "LLM_MAX_RETRIES": "0", "LLM_ASYNC_WORKERS": "8",
            "FLOWBRIDGE_RESERVED_THREADS": "1", "FLOWBRIDGE_TASK_DB": str(tmp_path / "tasks.db")}
-    upstream.configure(delay=1.0)
+    upstream.configure(delay=3.0)  # every refusal and health check must come back within it, on a busy machine too
     with GunicornServer(env, workers=1, threads=4, log_path=tmp_path / "gunicorn.log") as server:
         results, health = chat_burst(server.url, upstream, 10)
     assert health == [200] * 4

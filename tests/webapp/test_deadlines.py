@@ -80,7 +80,7 @@ def test_a_blocking_llm_endpoint_past_its_deadline_is_504(app: Flask, upstream: 
                                                            body: dict[str, Any]) -> None:
     upstream.configure(delay=5.0)  # far beyond the deadline, well within LLM_TIMEOUT and LLM_ASYNC_TIMEOUT
     deadline_error(app.test_client().post(path, json=body), path)
-    assert upstream.stats()["requests"] == 1  # it did start, and was cut off
+    assert upstream.wait_for(lambda s: s["requests"] == 1)  # it did start, and was cut off
 
 
 def test_a_coroutine_function_past_its_deadline_is_504(app: Flask) -> None:
@@ -157,7 +157,7 @@ def test_reserved_threads_refuse_at_once_and_keep_health_checks_answering(upstre
                                                                            tmp_path: Path) -> None:
     """Of 3 request threads, 1 is reserved: with 2 busy, a third request is 503 at once; /healthz is not."""
     app = make_app(upstream, tmp_path, FLOWBRIDGE_REQUEST_THREADS=3, FLOWBRIDGE_RESERVED_THREADS=1)
-    upstream.configure(delay=1.0)
+    upstream.configure(delay=3.0)  # the checks below must all happen while the two calls run
     results: list[int] = []
 
     def chat() -> None:

@@ -65,7 +65,7 @@ def test_shutdown_fails_running_tasks_but_keeps_a_users_cancel(tmp_path: Path, u
     from webapp import create_app
     from webapp.extensions import close_workflow_runtime, get_workflow_runtime
 
-    upstream.configure(delay=1.0)
+    upstream.configure(delay=3.0)  # the shutdown must come while both LLM calls run
     app = create_app({"TESTING": True, "LLM_BASE_URL": upstream.base_url, "LLM_MAX_RETRIES": "0",
                       "FLOWBRIDGE_TASK_DB": str(tmp_path / "tasks.db")})
     client = app.test_client()

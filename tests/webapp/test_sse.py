@@ -108,7 +108,7 @@ def test_an_async_source_streams_and_its_exception_becomes_an_error() -> None:
 def test_an_idle_async_stream_sends_heartbeats() -> None:
     async def source() -> AsyncIterator[dict[str, Any]]:
         yield sse.start()
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(1.0)  # ten heartbeat periods: one at least, even on a busy machine
         yield sse.done()
 
     events = frames(EventStream(source(), heartbeat=0.1))

@@ -191,7 +191,7 @@ def test_an_invalid_task_streams_start_then_its_validation_error(runner: httpx.C
 
 def test_a_canceled_task_ends_with_task_canceled(runner: httpx.Client, other: httpx.Client,
                                                  upstream: FakeUpstream) -> None:
-    upstream.configure(delay=2.0)
+    upstream.configure(delay=3.0)  # the cancel must land while the llm node runs
     task_id = submit(runner, llm_schema(), {"q": "slow"})
     events: list[dict[str, Any]] = []
     with connect_sse(other, "GET", "/api/task/events", params={"taskID": task_id}) as source:

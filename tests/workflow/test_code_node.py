@@ -216,7 +216,8 @@ def test_each_run_starts_from_a_fresh_context() -> None:
 
 def test_concurrent_runs_are_independent() -> None:
     async def both() -> list[Any]:
-        good = FakeContext(script("async function main({ params }) { return { n: params.n } }"), {"n": 7})
+        good = FakeContext(script("async function main({ params }) { return { n: params.n } }"), {"n": 7},
+                           settings=RuntimeSettings(code_timeout=10))  # its budget is not what is tested
         bad = FakeContext(script("function main() { while (true) {} }"),
                           settings=RuntimeSettings(code_timeout=0.3))
         return await asyncio.gather(execute_code(good), execute_code(bad), return_exceptions=True)

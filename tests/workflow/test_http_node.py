@@ -46,7 +46,7 @@ class Recorder(BaseHTTPRequestHandler):
             self._reply(int(path.rsplit("/", 1)[1]), b"Not Found")
         else:
             if path == "/slow-once" and len(server.requests) == 1:
-                time.sleep(1.0)  # longer than the node's timeout: the first attempt times out
+                time.sleep(3.0)  # longer than the node's timeout: the first attempt times out
             self._reply(200, json.dumps({"echo": self.path}).encode(), {"Content-Type": "application/json"})
 
     def _reply(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
@@ -241,10 +241,10 @@ def test_connection_refused_is_retried_then_fails() -> None:
 
 
 def test_timeout_is_retried_with_a_fresh_timeout(server: Any, base: str) -> None:
-    ctx = FakeContext(node(f"{base}/slow-once", timeout=300, retry_times=1), allowed(base))
+    ctx = FakeContext(node(f"{base}/slow-once", timeout=1000, retry_times=1), allowed(base))
     result = run(ctx)
     assert result.outputs["statusCode"] == 200 and len(server.requests) == 2
-    assert ctx.warnings == ["HTTP attempt 1 failed: timed out after 300 ms; retrying in 0.01 s"]
+    assert ctx.warnings == ["HTTP attempt 1 failed: timed out after 1000 ms; retrying in 0.01 s"]
 
 
 def test_backoff_is_flowgrams_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
