@@ -47,6 +47,8 @@ class Recorder(BaseHTTPRequestHandler):
         else:
             if path == "/slow-once" and len(server.requests) == 1:
                 time.sleep(3.0)  # longer than the node's timeout: the first attempt times out
+                self.close_connection = True
+                return  # and its client is gone: nothing to answer
             self._reply(200, json.dumps({"echo": self.path}).encode(), {"Content-Type": "application/json"})
 
     def _reply(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
