@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from workflow import WorkflowRuntime
     from workflow.store import TaskRecord
 
+    from .task_events import NodeWatch
+
 __all__ = ["add_run_workflow_parser", "run_workflow_command"]
 
 #: Seconds between two looks at the running task's report.
@@ -40,6 +42,7 @@ def add_run_workflow_parser(commands: Any) -> None:
 
 def run_workflow_command(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .task_events import NodeWatch, final_event  # now: Ctrl-C while the task runs must find _follow ready
 
     schema = _read_json(args.schema)
     try:
@@ -53,14 +56,13 @@ def run_workflow_command(args: argparse.Namespace) -> int:
         runtime, close = _runtime(config)
         try:
             task_id = runtime.run(schema, inputs)
-            record = _follow(runtime, task_id, schema, config["FLOWBRIDGE_TASK_DEADLINE"])
+            record = _follow(runtime, task_id, NodeWatch(schema if isinstance(schema, dict) else None),
+                             config["FLOWBRIDGE_TASK_DEADLINE"])
         finally:
             close()
     if record.status == "succeeded":
         print(json.dumps(record.outputs or {}, ensure_ascii=False, indent=2, default=str))
         return 0
-    from .task_events import final_event
-
     raise CLIError(f"task {record.status}: {final_event(record)['data']}")
 
 
@@ -111,11 +113,8 @@ def _runtime(config: dict[str, Any]) -> tuple[WorkflowRuntime, Any]:
     return runtime, close
 
 
-def _follow(runtime: WorkflowRuntime, task_id: str, schema: Any, deadline: float) -> TaskRecord:
+def _follow(runtime: WorkflowRuntime, task_id: str, watch: NodeWatch, deadline: float) -> TaskRecord:
     """Show the task's node status changes until it ends; the first Ctrl-C cancels it."""
-    from .task_events import NodeWatch
-
-    watch = NodeWatch(schema if isinstance(schema, dict) else None)
     give_up = time.monotonic() + deadline + CANCEL_GRACE  # the runtime fails the task at its deadline
     canceled = False
     print(f"task {task_id}: started", file=sys.stderr, flush=True)
