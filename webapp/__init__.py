@@ -1,73 +1,35 @@
-"""The flowbridge web app. ``create_app()`` is the only way to build it."""
+"""The flowbridge web app. ``create_app()`` is the only way to build it.
+
+The names below are imported on first use, so that ``flowbridge`` commands
+that never build the app (``chat``, ``batch``, ``--help``) start without
+loading Flask and every part of the app.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from async_utils import AsyncConfig
-from llm_client import LLMSettings
-from ops import configure_services
-
-from . import auth, deadlines, observability
-from .config import ConfigError, load_config, load_secret_key
-from .errors import APIError, register_error_handlers
-from .extensions import describe_upstream, get_llm_client, pool_size
+if TYPE_CHECKING:
+    from .app import create_app
+    from .config import ConfigError
+    from .errors import APIError
+    from .extensions import get_llm_client
 
 __all__ = ["APIError", "ConfigError", "create_app", "get_llm_client"]
 
-_ROOT = Path(__file__).resolve().parent.parent
+#: Public name -> the module that defines it.
+_HOMES = {"APIError": ".errors", "ConfigError": ".config", "create_app": ".app", "get_llm_client": ".extensions"}
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then the environment, then ``config``.
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
 
-    Bad settings fail here, at start-up, naming the variable. Nothing that
-    opens connections or starts threads happens here: the LLM client is
-    created on first use in each (forked) process.
-    """
-    app = Flask(
-        __name__,
-        template_folder=str(_ROOT / "templates"),
-        static_folder="static",
-        instance_relative_config=True,
-    )
-    app.config.update(load_config(config))
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
-    llm_env = app.config["LLM_ENV"]
-    settings = LLMSettings.load(llm_env)  # raises LLMConfigError naming the variable
-    for check in (AsyncConfig.get_queue_size, AsyncConfig.get_timeout, AsyncConfig.is_async_enabled):
-        check(llm_env)
-    app.extensions["flowbridge"] = {"settings": settings}
-    app.secret_key = app.config["FLOWBRIDGE_SECRET_KEY"] or load_secret_key(Path(app.instance_path))
-    pool_size(app)
-    configure_services(
-        llm_env,
-        llm_provider=lambda: get_llm_client(app),
-        language=app.config["FLOWBRIDGE_LANGUAGE"],
-        cache=app.config["FLOWBRIDGE_OP_CACHE"],
-        flows=app.config["FLOWBRIDGE_FLOWS"],
-    )  # raises FlowConfigError naming the flows file and flow
 
-    from .pages import bp as pages_bp
-    from .routes import api_bp, functions_bp, health_bp, ops_bp, tasks_bp
-
-    app.register_blueprint(health_bp)
-    app.register_blueprint(api_bp)
-    app.register_blueprint(ops_bp)
-    app.register_blueprint(functions_bp)
-    app.register_blueprint(tasks_bp)
-    app.register_blueprint(pages_bp)
-    register_error_handlers(app)
-    observability.init_app(app)
-    auth.init_app(app)
-    deadlines.init_app(app)
-
-    @app.context_processor
-    def _upstream() -> dict[str, Any]:
-        return {"upstream": describe_upstream(app)}
-
-    return app
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
