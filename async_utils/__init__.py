@@ -5,7 +5,8 @@
 * :class:`AsyncBatchProcessor` applies a function to many items with bounded concurrency;
 * :func:`async_route` runs ``async def`` Flask views on a persistent per-thread event loop;
 * :func:`loops_created` counts the event loops created, to check none is made per call;
-* :func:`thread_loop` is the calling thread's persistent loop (event streams drive async sources on it).
+* :func:`thread_loop` is the calling thread's persistent loop (event streams drive async sources on it);
+* :class:`PerThread` gives each thread its own object (a SQLite connection, an HTTP session), fork-safe.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from .batch import AsyncBatchProcessor
 from .config import AsyncConfig, AsyncConfigError
 from .flask_bridge import async_route
 from .helper import AsyncHelper
+from .per_thread import PerThread
 
 __all__ = [
     "AsyncBatchProcessor",
     "AsyncConfig",
     "AsyncConfigError",
     "AsyncHelper",
+    "PerThread",
     "async_route",
     "loops_created",
     "thread_loop",

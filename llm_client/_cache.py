@@ -35,6 +35,8 @@ from typing import Any, Protocol
 
 from cachetools import TTLCache
 
+from async_utils.per_thread import PerThread
+
 logger = logging.getLogger("llm_client")
 
 #: How a completion was obtained: ``miss`` (this request called the upstream),
@@ -123,21 +125,14 @@ class SQLiteBackend:
     def __init__(self, path: str | Path, ttl: float) -> None:
         self.path = Path(path)
         self.ttl = ttl
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections = PerThread(self._open, _close_quietly)
         self._last_purge = 0.0
         self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        if os.getpid() != self._pid:  # forked: the parent's connections are not ours to use
-            with self._lock:
-                if os.getpid() != self._pid:
-                    self._pid, self._local, self._connections = os.getpid(), threading.local(), []
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection
+        return self._connections.get()
+
+    def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # check_same_thread=False only so that close() may close every thread's connection.
@@ -153,9 +148,6 @@ class SQLiteBackend:
             )
         except (sqlite3.Error, OSError) as exc:
             raise OSError(f"cannot open the LLM cache database {self.path}: {exc}") from exc
-        self._local.connection = connection
-        with self._lock:
-            self._connections.append(connection)
         return connection
 
     def claim(self, key: str, token: str, lease: float, *, take_free: bool = True) -> tuple[str, Value | None]:
@@ -207,12 +199,12 @@ class SQLiteBackend:
 
     def close(self) -> None:
         """Close this process's connections; safe to call twice. The backend reopens on next use."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-            self._local = threading.local()
-        for connection in connections:
-            with contextlib.suppress(sqlite3.Error):  # best-effort cleanup
-                connection.close()
+        self._connections.close()
+
+
+def _close_quietly(connection: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):  # best-effort cleanup
+        connection.close()
 
 
 def _alive(pid: int | None) -> bool:

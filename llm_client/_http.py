@@ -8,8 +8,6 @@ is scrubbed from every error it raises.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +15,8 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from async_utils.per_thread import PerThread
 
 from ._retry import parse_retry_after, retry_delay, should_retry_status
 from ._settings import LLMSettings
@@ -41,9 +41,8 @@ _CONNECTIONS_PER_THREAD = 4
 class ThreadSessions:
     """One ``requests.Session`` per thread: requests does not promise a Session is thread-safe.
 
-    A forked child gets new sessions (pooled connections must not cross a fork).
     :meth:`close` closes every thread's session; afterwards :meth:`get` raises
-    ``RuntimeError(closed_message)``.
+    ``RuntimeError(closed_message)``. A forked child makes its own sessions.
 
     :param headers: sent with every request (e.g. ``Authorization``).
     :param pool_maxsize: connections each session keeps per host (requests' default when None).
@@ -54,39 +53,28 @@ class ThreadSessions:
         self._headers = dict(headers or {})
         self._pool_maxsize = pool_maxsize
         self._closed_message = closed_message
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._lock = threading.Lock()
+        self._sessions = PerThread(self._new_session, requests.Session.close)
         self.closed = False
 
     def get(self) -> requests.Session:
         """This thread's session, made on first use."""
         if self.closed:
             raise RuntimeError(self._closed_message)
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is not None and getattr(self._local, "pid", None) == os.getpid():
-            return session
+        return self._sessions.get()
+
+    def close(self) -> None:
+        """Close every thread's session; idempotent. Responses being streamed keep working until closed."""
+        self.closed = True
+        self._sessions.close()
+
+    def _new_session(self) -> requests.Session:
         session = requests.Session()
         if self._pool_maxsize is not None:
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_maxsize, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         session.headers.update(self._headers)
-        with self._lock:
-            if self.closed:
-                session.close()
-                raise RuntimeError(self._closed_message)
-            self._sessions.append(session)
-        self._local.session, self._local.pid = session, os.getpid()
         return session
-
-    def close(self) -> None:
-        """Close every thread's session; idempotent. Responses being streamed keep working until closed."""
-        with self._lock:
-            self.closed = True
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
 
 
 class Transport:

@@ -16,7 +16,6 @@ import asyncio
 import inspect
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from cachetools import TLRUCache
+
+from async_utils.per_thread import PerThread
 
 __all__ = ["CacheBackend", "MemoryCache", "OpCache", "SQLiteCache", "call_sync_or_async", "make_cache_backend"]
 
@@ -128,22 +129,14 @@ class SQLiteCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections = PerThread(self._open, _close_quietly)
         self._last_purge = 0.0
         self._connect()  # fail now, naming the file, if it cannot be opened
 
     def _connect(self) -> sqlite3.Connection:
-        if os.getpid() != self._pid:
-            # Forked: the parent's connections belong to the parent; abandon them.
-            with self._lock:
-                if os.getpid() != self._pid:
-                    self._pid, self._local, self._connections = os.getpid(), threading.local(), []
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection
+        return self._connections.get()
+
+    def _open(self) -> sqlite3.Connection:
         try:
             # check_same_thread=False only so that close() may close every thread's connection.
             connection = sqlite3.connect(
@@ -158,9 +151,6 @@ class SQLiteCache:
             connection.execute("CREATE INDEX IF NOT EXISTS cache_expires_at ON cache (expires_at)")
         except sqlite3.Error as exc:
             raise OSError(f"cannot open the cache database {self.path}: {exc}") from exc
-        self._local.connection = connection
-        with self._lock:
-            self._connections.append(connection)
         return connection
 
     def get(self, key: str) -> tuple[bool, Any]:
@@ -203,14 +193,14 @@ class SQLiteCache:
 
     def close(self) -> None:
         """Close this process's connections; safe to call twice. The cache reopens on next use."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-            self._local = threading.local()
-        for connection in connections:
-            try:
-                connection.close()
-            except sqlite3.Error:  # best-effort cleanup
-                logger.debug("closing a cache connection failed", exc_info=True)
+        self._connections.close()
+
+
+def _close_quietly(connection: sqlite3.Connection) -> None:
+    try:
+        connection.close()
+    except sqlite3.Error:  # best-effort cleanup
+        logger.debug("closing a cache connection failed", exc_info=True)
 
 
 class OpCache:

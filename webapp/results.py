@@ -22,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from async_utils.per_thread import PerThread
 from workflow.store import BUSY_TIMEOUT, connect
 
 __all__ = ["MemoryResultStore", "Result", "ResultStore", "SQLiteResultStore", "make_result_store", "new_result_id"]
@@ -139,23 +140,15 @@ class SQLiteResultStore(ResultStore):
         super().__init__(keep)
         self.path = os.fspath(path)
         self.busy_timeout = busy_timeout
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._conns: list[tuple[sqlite3.Connection, int]] = []
+        self._connections = PerThread(lambda: connect(self.path, self.busy_timeout), sqlite3.Connection.close)
         self._closed = False
         self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        local = self._local
-        if getattr(local, "conn", None) is not None and local.pid == os.getpid():
-            return local.conn
+        """This thread's connection (a forked child opens its own)."""
         if self._closed:
             raise RuntimeError(f"result store {self.path} is closed")
-        conn = connect(self.path, self.busy_timeout)
-        local.conn, local.pid = conn, os.getpid()
-        with self._lock:
-            self._conns.append((conn, os.getpid()))
-        return conn
+        return self._connections.get()
 
     def _insert(self, result: Result) -> None:
         values = [_json(getattr(result, c)) if c in _JSON_COLUMNS else getattr(result, c) for c in _COLUMNS]
@@ -182,14 +175,8 @@ class SQLiteResultStore(ResultStore):
         return Result(**values)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            # connections a forked child inherited must not be closed there: SQLite forbids it
-            mine = [conn for conn, pid in self._conns if pid == os.getpid()]
-            self._conns = [(conn, pid) for conn, pid in self._conns if pid != os.getpid()]
-        for conn in mine:
-            conn.close()
-        self._local.conn = None
+        self._closed = True
+        self._connections.close()
 
 
 def make_result_store(spec: str, keep: int = 10000) -> ResultStore:

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from async_utils.per_thread import PerThread
+
 logger = logging.getLogger(__name__)
 
 STATUSES = ("pending", "processing", "succeeded", "failed", "canceled")
@@ -324,8 +326,6 @@ _PROGRESS_SQL = (
     "UPDATE tasks SET status = ?, report = COALESCE(?, report), outputs = COALESCE(?, outputs),"
     " error = COALESCE(?, error), heartbeat_at = ?, started_at = COALESCE(started_at, ?),"
     " finished_at = COALESCE(finished_at, ?) WHERE task_id = ?")
-#: Connections a forked child inherited: SQLite forbids using or closing them there, so they are kept.
-_INHERITED: list[sqlite3.Connection] = []
 _STORES: weakref.WeakSet[SQLiteTaskStore] = weakref.WeakSet()
 
 
@@ -333,8 +333,7 @@ def _after_fork_in_child() -> None:
     global _owner
     _owner = None
     for store in list(_STORES):
-        _INHERITED.extend(store._conns)
-        store._reset()
+        store._reset()  # its connections: see async_utils.per_thread
 
 
 if hasattr(os, "register_at_fork"):
@@ -360,17 +359,16 @@ class SQLiteTaskStore(TaskStore):
         self.progress_interval = progress_interval
         self.busy_timeout = busy_timeout
         self._closed = False
-        self._local = threading.local()
+        self._connections = PerThread(lambda: connect(self.path, self.busy_timeout), sqlite3.Connection.close)
         self._reset()
         _STORES.add(self)
         self._conn().executescript(_SCHEMA)
 
     def _reset(self) -> None:
         """Fresh per-process state (at start, and in a forked child whose locks may be held forever)."""
-        self._lock = threading.Lock()  # guards the dicts, the flusher and _conns; never held during I/O
+        self._lock = threading.Lock()  # guards the dicts and the flusher; never held during I/O
         self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()  # orders progress writes: a skipped one never lands after a newer one
-        self._conns: list[sqlite3.Connection] = []
         #: task_id -> (status, report, outputs, error, due): progress skipped, to be written at ``due``
         self._pending: dict[str, tuple[str, Any, Any, str | None, float]] = {}
         #: task_id -> (monotonic time, status) of its last progress write
@@ -379,16 +377,10 @@ class SQLiteTaskStore(TaskStore):
         self._flusher_idle = False
 
     def _conn(self) -> sqlite3.Connection:
-        local = self._local
-        if getattr(local, "conn", None) is not None and local.pid == os.getpid():
-            return local.conn
+        """This thread's connection (a forked child opens its own)."""
         if self._closed:
             raise RuntimeError(f"task store {self.path} is closed")
-        conn = connect(self.path, self.busy_timeout)
-        local.conn, local.pid = conn, os.getpid()
-        with self._lock:
-            self._conns.append(conn)
-        return conn
+        return self._connections.get()
 
     @contextmanager
     def _immediate(self) -> Iterator[sqlite3.Connection]:
@@ -498,9 +490,7 @@ class SQLiteTaskStore(TaskStore):
         finally:
             with self._lock:
                 self._flusher = None if self._flusher is me else self._flusher
-                conn, self._local.conn = getattr(self._local, "conn", None), None
-            if conn is not None:
-                conn.close()
+            self._connections.close_mine()
 
     def request_cancel(self, task_id: str) -> bool:
         return self._conn().execute("UPDATE tasks SET cancel_requested = 1 WHERE task_id = ?", (task_id,)).rowcount > 0
@@ -571,12 +561,10 @@ class SQLiteTaskStore(TaskStore):
             with self._lock:
                 self._closed = True
                 self._cond.notify_all()
-                flusher, conns, self._conns = self._flusher, self._conns, []
+                flusher = self._flusher
             if flusher is not None and flusher is not threading.current_thread():
                 flusher.join(self.busy_timeout)
-            for conn in conns:
-                conn.close()
-            self._local.conn = None
+            self._connections.close()
 
 
 def make_task_store(spec: str) -> TaskStore:

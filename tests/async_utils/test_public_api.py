@@ -15,6 +15,7 @@ def test_all_is_sorted_and_complete() -> None:
         "AsyncConfig",
         "AsyncConfigError",
         "AsyncHelper",
+        "PerThread",
         "async_route",
         "loops_created",
         "thread_loop",

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import multiprocessing
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -176,15 +177,23 @@ def test_sqlite_schema_and_wal(tmp_path: Path) -> None:
     assert columns == [("key", "TEXT", 0), ("value", "TEXT", 1), ("expires_at", "REAL", 1)]
 
 
-def test_sqlite_reconnects_after_fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _in_forked_child(cache: SQLiteCache, parents: sqlite3.Connection) -> None:
+    assert cache._connect() is not parents and cache.get("k") == (True, 1)
+    cache.set("from-child", 2, 60)
+    cache.close()
+
+
+def test_sqlite_reconnects_after_fork(tmp_path: Path) -> None:
+    """A forked worker opens its own connection and leaves the parent's alone."""
     cache = SQLiteCache(tmp_path / "c.db")
     before = cache._connect()
     cache.set("k", 1, 60)
-    monkeypatch.setattr(os, "getpid", lambda: -42)  # what a forked worker sees
-    after = cache._connect()
-    assert after is not before and cache.get("k") == (True, 1)
+    child = multiprocessing.get_context("fork").Process(target=_in_forked_child, args=(cache, before))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert cache._connect() is before and cache.get("from-child") == (True, 2)
     cache.close()
-    before.close()
 
 
 def test_sqlite_purges_expired_rows_and_close_is_idempotent(tmp_path: Path) -> None:
