@@ -20,11 +20,11 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # instances on one machine (tests, benchmarks) would fight over; we do not use it.
 control_socket_disable = True
 # gunicorn's own lines as JSON too when LOG_FORMAT=json, from the first one.
-logger_class = "webapp.gunicorn_log.GunicornLogger"
+logger_class = "webapp.guards.gunicorn_log.GunicornLogger"
 
 # The app sizes its LLM pool to at least this many threads (see webapp.extensions.pool_size).
 os.environ["FLOWBRIDGE_REQUEST_THREADS"] = str(threads)
-# Keep request threads free for /healthz and /readyz when every other one is busy (webapp.deadlines):
+# Keep request threads free for /healthz and /readyz when every other one is busy (webapp.guards.deadlines):
 # one per 8 threads unless set. Small test setups (< 8 threads) reserve none, so bursts queue.
 os.environ.setdefault("FLOWBRIDGE_RESERVED_THREADS", str(threads // 8))
 
@@ -40,7 +40,7 @@ _local_server = None
 def on_starting(server):
     global _local_server
     from llm_client.local_server import ensure_local_server
-    from webapp.observability import gunicorn_on_starting
+    from webapp.guards.observability import gunicorn_on_starting
 
     gunicorn_on_starting(server)
 
@@ -64,6 +64,6 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    from webapp.observability import gunicorn_child_exit
+    from webapp.guards.observability import gunicorn_child_exit
 
     gunicorn_child_exit(server, worker)

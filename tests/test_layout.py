@@ -60,3 +60,41 @@ def test_cli_help() -> None:
     done = subprocess.run([sys.executable, "-m", "webapp.cli", "fly"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def _relative_targets(path: Path) -> set[str]:
+    """The ``webapp`` subpackages a module of ``webapp`` imports (relative or absolute), as dotted names."""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                name = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            else:
+                name = node.module or ""
+            found.add(name)
+            found.update(f"{name}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_nothing_below_the_views_imports_routes_or_pages() -> None:
+    """routes/ and pages/ import the rest of webapp, never the other way (app.py registers them)."""
+    offenders = []
+    for path in (ROOT / "webapp").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(("webapp/routes/", "webapp/pages/")) or rel == "webapp/app.py":
+            continue
+        bad = {name for name in _relative_targets(path)
+               if name.startswith(("webapp.routes", "webapp.pages"))}
+        if bad:
+            offenders.append(f"{rel}: {sorted(bad)}")
+    assert offenders == []
+
+
+def test_webapp_top_level_stays_small() -> None:
+    """webapp/ is grouped by purpose (cli/, guards/, routes/, pages/, functions/), not a heap of modules."""
+    loose = sorted(p.name for p in (ROOT / "webapp").glob("*.py"))
+    assert len(loose) <= 12, loose

@@ -12,7 +12,7 @@ from async_utils import AsyncConfig
 from llm_client import LLMSettings
 from ops import configure_services
 
-from . import auth, deadlines, observability
+from .guards import auth, deadlines, observability
 from .config import load_config, load_secret_key
 from .errors import register_error_handlers
 from .extensions import describe_upstream, get_llm_client, pool_size

@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a request may take before a blocking endpoint answers 504 (event streams are exempt).
     "FLOWBRIDGE_REQUEST_TIMEOUT": 60.0,
     # Request threads of a worker kept free for health and status checks: once all the others
-    # serve requests, one more is refused at once with 503 (0: no reserve; see webapp.deadlines).
+    # serve requests, one more is refused at once with 503 (0: no reserve; see webapp.guards.deadlines).
     "FLOWBRIDGE_RESERVED_THREADS": 0,
     # Seconds /readyz waits for the upstream before calling it unreachable.
     "READY_TIMEOUT": 2.0,

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from flask import Flask
 from pydantic import BaseModel
 
-from . import auth
+from .guards import auth
 from . import schemas as s
 
 __all__ = ["OPERATIONS", "Operation", "build_spec", "flask_path", "openapi_path"]

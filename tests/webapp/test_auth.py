@@ -15,7 +15,7 @@ from werkzeug.routing import Rule
 
 from tests.fake_upstream import FakeUpstream
 from webapp import ConfigError, create_app
-from webapp.auth import enabled, is_api_path, parse_keys, safe_next
+from webapp.guards.auth import enabled, is_api_path, parse_keys, safe_next
 
 K1 = "k1-test-key-0123456789abcdef"
 K2 = "k2-test-key-fedcba9876543210"

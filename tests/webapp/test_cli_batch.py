@@ -13,7 +13,7 @@ from typing import Any
 from tests.fake_upstream import FakeUpstream
 from tests.servers import ROOT
 from tests.webapp.test_cli import cli_env, flowbridge
-from webapp.cli_batch import read_prompts, scan_results
+from webapp.cli.batch import read_prompts, scan_results
 
 CHAT = "/v1/chat/completions"
 

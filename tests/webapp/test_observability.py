@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fake_upstream import FakeUpstream
 from webapp import ConfigError, create_app
-from webapp.observability import JsonFormatter
+from webapp.guards.observability import JsonFormatter
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 

@@ -13,7 +13,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from webapp import create_app
 from webapp.config import load_secret_key
 from webapp.pages import bp
-from webapp.pages.csrf import protect
+from webapp.guards.csrf import protect
 from webapp.pages.forms import Field, fields_from_manifest, fields_from_schema, read_form
 
 SCHEMA = {

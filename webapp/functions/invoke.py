@@ -30,7 +30,7 @@ from typing import Any
 from async_utils import AsyncHelper
 from llm_client import LLMError
 
-from ..deadlines import remaining
+from ..guards.deadlines import remaining
 from ..errors import APIError
 from .registry import FunctionKind, FunctionSpec, InputError
 

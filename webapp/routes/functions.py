@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from .. import sse
@@ -36,10 +36,9 @@ def _give_app_its_registry(state: BlueprintSetupState) -> None:
 @bp.get("/functions")
 def list_functions() -> Response | str:
     """``{"functions": [manifest entries]}``, by name; browsers (preferring HTML) get the Functions page."""
-    if wants_html():
-        from ..pages.functions import functions_page
-
-        return functions_page()
+    page = current_app.extensions.get("html_pages", {}).get("functions") if wants_html() else None
+    if page is not None:  # the pages blueprint renders the Functions page (see webapp.pages)
+        return page()
     return jsonify({"functions": get_registry().manifest()})
 
 

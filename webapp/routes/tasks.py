@@ -13,6 +13,7 @@ from workflow.validation import validate_task
 
 from ..errors import APIError, error_response
 from ..extensions import get_workflow_runtime
+from ..guards.deadlines import MAX_WAIT_SECONDS
 from ..schemas import TaskCancelRequest, TaskRunRequest, TaskValidateRequest, parse_body
 from ..sse import sse_response
 from ..task_events import task_events as task_event_source
@@ -20,7 +21,6 @@ from ..task_events import task_events as task_event_source
 bp = Blueprint("tasks", __name__)
 
 #: Longest ?wait= a request may hold a worker thread for.
-MAX_WAIT_SECONDS = 60.0
 STATUSES = ("pending", "processing", "succeeded", "failed", "canceled")
 
 

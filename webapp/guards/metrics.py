@@ -1,13 +1,13 @@
 """The app's Prometheus metrics, and ``/metrics`` output correct across gunicorn workers.
 
 Multiprocess mode is on when ``PROMETHEUS_MULTIPROC_DIR`` is set (gunicorn's
-master sets it in ``on_starting``, see :mod:`webapp.observability`): every
+master sets it in ``on_starting``, see :mod:`webapp.guards.observability`): every
 worker writes its values to files in that directory, and whichever worker
 answers a scrape sums them all. Without it (the Flask test client,
 ``flowbridge serve --dev``) the values live in this process only.
 
 Import this module only after the variable is set: ``prometheus_client``
-chooses its value class when first imported. :mod:`webapp.observability`
+chooses its value class when first imported. :mod:`webapp.guards.observability`
 imports it lazily, from ``init_app`` in the worker; the master never needs it.
 """
 

@@ -50,8 +50,11 @@ from werkzeug.datastructures import ImmutableMultiDict
 
 from async_utils.flask_bridge import set_deadline
 
-from .config import ConfigError, _number
-from .errors import RETRY_AFTER_SECONDS, APIError, error_response
+from ..config import ConfigError, _number
+from ..errors import RETRY_AFTER_SECONDS, APIError, error_response
+
+#: The longest ``?wait=`` a long-polling route accepts (the task routes refuse more).
+MAX_WAIT_SECONDS = 60.0
 
 __all__ = ["LIGHT_PATHS", "DeadlineExceeded", "init_app", "remaining"]
 
@@ -150,8 +153,6 @@ def _start() -> Response | None:
 
 def _cap_wait(timeout: float) -> None:
     """Lower ``?wait=`` so the long poll answers before the deadline; the view sees the capped value."""
-    from .routes.tasks import MAX_WAIT_SECONDS  # here: the routes import much of the package
-
     try:
         wait = float(request.args["wait"])
     except (KeyError, ValueError):

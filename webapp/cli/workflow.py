@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli_common import CLIError, model_server
+from .common import CLIError, model_server
 
 if TYPE_CHECKING:
     from workflow import WorkflowRuntime
     from workflow.store import TaskRecord
 
-    from .task_events import NodeWatch
+    from ..task_events import NodeWatch
 
 __all__ = ["add_run_workflow_parser", "run_workflow_command"]
 
@@ -41,8 +41,8 @@ def add_run_workflow_parser(commands: Any) -> None:
 
 
 def run_workflow_command(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .task_events import NodeWatch, final_event  # now: Ctrl-C while the task runs must find _follow ready
+    from ..config import load_config
+    from ..task_events import NodeWatch, final_event  # now: Ctrl-C while the task runs must find _follow ready
 
     schema = _read_json(args.schema)
     try:

@@ -32,8 +32,8 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, session
 
-from .config import ConfigError
-from .errors import APIError, wants_html
+from ..config import ConfigError
+from ..errors import APIError, wants_html
 
 __all__ = ["OPEN_PATHS", "authenticated", "enabled", "init_app", "is_api_path", "is_open_path", "parse_keys",
            "safe_next", "signed_in"]
@@ -247,7 +247,7 @@ def login() -> Response | tuple[str, int]:
         return redirect(target)  # authentication is off
     error = None
     if request.method == "POST":
-        from .pages.csrf import csrf_token, protect
+        from .csrf import csrf_token, protect
 
         try:
             protect()
@@ -270,7 +270,7 @@ def logout() -> Response:
     """Forget the session's sign-in (CSRF-protected), then show the sign-in form."""
     keys: _Keys | None = current_app.extensions.get(_EXTENSION)
     if keys is not None and keys.session_ok(_secret()):
-        from .pages.csrf import protect
+        from .csrf import protect
 
         protect()  # a signed-in browser: another site must not sign it out
     session.clear()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from .cli_common import add_generation_options, llm_client, model_server
+from .common import add_generation_options, llm_client, model_server
 
 __all__ = ["add_chat_parser", "run_chat"]
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]
 
 #: Exit status of a command interrupted with Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -37,10 +37,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli_batch import add_batch_parser
-    from .cli_chat import add_chat_parser
-    from .cli_ops import add_run_op_parser
-    from .cli_workflow import add_run_workflow_parser
+    from .batch import add_batch_parser
+    from .chat import add_chat_parser
+    from .ops import add_run_op_parser
+    from .workflow import add_run_workflow_parser
 
     parser = _Parser(prog="flowbridge", description="Run LLM workflows behind Flask + gunicorn.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # the command line's one error boundary: one line, no traceback
-        from .cli_common import describe_error
+        from .common import describe_error
 
         print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
         return 1
@@ -93,7 +93,7 @@ def _serve(bind: str, dev: bool) -> int:
 
     from llm_client.local_server import ensure_local_server
 
-    from . import create_app
+    from .. import create_app
 
     class _DevRequestHandler(WSGIRequestHandler):
         """Without werkzeug's own line per request: the app's access log has one."""
@@ -111,6 +111,3 @@ def _serve(bind: str, dev: bool) -> int:
             server.stop()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

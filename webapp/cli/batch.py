@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from .cli_common import CLIError, add_generation_options, describe_error, llm_client, model_server, positive_int
+from .common import CLIError, add_generation_options, describe_error, llm_client, model_server, positive_int
 
 __all__ = ["add_batch_parser", "read_prompts", "run_batch", "scan_results"]
 

@@ -11,7 +11,7 @@
   One handler on the root logger, to stderr, set up by ``create_app`` however
   often it is called. An access line per request (``flowbridge.access``, INFO)
   when its response ends: method, path, status, duration in ms.
-- **Metrics.** ``GET /metrics`` (see :mod:`webapp.metrics`): requests by route
+- **Metrics.** ``GET /metrics`` (see :mod:`webapp.guards.metrics`): requests by route
   (the URL rule, ``unmatched`` when none) and status, counted when the response
   *starts* (a stream counts at once; its histogram holds the time to its
   headers); upstream calls; LLM pool gauges; tasks by status. Under gunicorn the
@@ -39,7 +39,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from .config import ConfigError
+from ..config import ConfigError
 
 __all__ = ["REQUEST_ID_HEADER", "JsonFormatter", "RequestIdFilter", "configure_logging", "current_request_id",
            "gunicorn_child_exit", "gunicorn_on_starting", "init_app"]
@@ -52,7 +52,7 @@ ENVIRON_KEY = "flowbridge.request_id"
 _ROUTE_KEY = "flowbridge.route"
 #: The route of the scrape endpoint, which the request metrics leave out.
 METRICS_PATH = "/metrics"
-#: Same name as webapp.metrics.MULTIPROC_ENV; not imported so the gunicorn master never loads prometheus_client early.
+#: Same name as webapp.guards.metrics.MULTIPROC_ENV; not imported so the gunicorn master never loads prometheus_client early.
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -310,7 +310,7 @@ def _observe_upstream(path: str, seconds: float, outcome: str) -> None:
 def _task_counts(app: Flask) -> Iterator[Any]:
     from workflow.store import STATUSES
 
-    from .extensions import get_workflow_runtime
+    from ..extensions import get_workflow_runtime
     from .metrics import tasks_family
 
     try:
@@ -358,7 +358,7 @@ def gunicorn_on_starting(server: Any) -> None:
     Points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory (removed when the
     master exits) unless the operator set one; a directory given is emptied of
     the previous run's files, which would otherwise be added to this run's counts.
-    (gunicorn's own lines follow ``LOG_FORMAT`` through :mod:`webapp.gunicorn_log`.)
+    (gunicorn's own lines follow ``LOG_FORMAT`` through :mod:`webapp.guards.gunicorn_log`.)
     """
     path = os.environ.get(_MULTIPROC_ENV)
     if path:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .cli_common import CLIError, model_server
+from .common import CLIError, model_server
 
 if TYPE_CHECKING:
     from ops import FlowContext, FlowStreamChunk

@@ -22,7 +22,7 @@ def describe_error(exc: BaseException) -> str:
     """``exc`` as one line: our own errors by their message, others with their type."""
     from llm_client import LLMError
 
-    from .config import ConfigError
+    from ..config import ConfigError
 
     text = str(exc).strip()
     if isinstance(exc, OSError) and exc.strerror:
