@@ -33,6 +33,7 @@ from .executor import (
     register_node_executor,
 )
 from .nodes.basic import register_builtin_executors
+from .outbound import OutboundURLError, check_outbound_url, parse_allowed_host, parse_outbound_url
 
 register_builtin_executors()
 
@@ -41,6 +42,7 @@ __all__ = [
     "Limits",
     "NodeError",
     "NodeResult",
+    "OutboundURLError",
     "RuntimeSettings",
     "TaskCancelAPI",
     "TaskCapacityError",
@@ -51,8 +53,11 @@ __all__ = [
     "WorkflowApplication",
     "WorkflowInputError",
     "WorkflowRuntime",
+    "check_outbound_url",
     "default_runtime",
     "get_node_executor",
+    "parse_allowed_host",
+    "parse_outbound_url",
     "register_node_executor",
     "set_default_runtime",
 ]

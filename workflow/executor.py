@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+
+from .outbound import OutboundURLError, Target, check_outbound_url, parse_outbound_url
 
 
 class NodeError(Exception):
@@ -55,23 +56,22 @@ class RuntimeSettings:
     code_timeout: float = 10.0
     code_memory_bytes: int = 32 * 1024 * 1024
 
-    def check_url(self, url: str) -> None:
-        """Raise :class:`NodeError` naming the host unless ``url`` may be reached."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise NodeError(f'"{url}" is not an http(s) URL')
-        host = parts.hostname.lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+    def check_url(self, url: str) -> Target:
+        """Where a request to ``url`` connects; :class:`NodeError` naming the problem unless it may.
+
+        The allowed hosts and the configured LLM server's host and port; see :mod:`workflow.outbound`
+        for what is refused as ambiguous.
+        """
         allowed = set(self.allowed_hosts)
         if self.llm_base_url:
-            llm = urlsplit(self.llm_base_url)
-            if llm.hostname:
-                allowed.add(f"{llm.hostname.lower()}:{llm.port or (443 if llm.scheme == 'https' else 80)}")
-        if host in allowed or f"{host}:{port}" in allowed:
-            return
-        raise NodeError(
-            f'host "{host}:{port}" is not allowed; add it to FLOWBRIDGE_ALLOWED_HOSTS to let workflows reach it'
-        )
+            try:
+                allowed.add(parse_outbound_url(self.llm_base_url).authority)
+            except OutboundURLError:
+                pass  # an LLM_BASE_URL we would not send to ourselves allows nothing
+        try:
+            return check_outbound_url(url, allowed)
+        except OutboundURLError as exc:
+            raise NodeError(str(exc)) from None
 
 
 class ExecutionContext(Protocol):

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..conditions import choose_branch
 from ..executor import ExecutionContext, NodeError, NodeResult
+from ..outbound import Target
 
 LLM_REQUIRED = ("modelName", "apiKey", "apiHost", "prompt")
 
@@ -50,21 +51,31 @@ def llm_inputs(ctx: ExecutionContext) -> dict[str, Any]:
         missing.append("temperature")
     if missing:
         raise NodeError("LLM node missing required inputs: " + ", ".join(f'"{name}"' for name in missing))
-    host = str(inputs["apiHost"])
-    if not host.startswith(("http://", "https://")):
-        raise NodeError(f'Invalid API host: "{host}" is not an http(s) URL')
+    if not str(inputs["apiHost"]).startswith(("http://", "https://")):
+        raise NodeError("Invalid API host: it is not an http(s) URL")  # never echoed: it may hold a key
     return inputs
+
+
+def _checked_api_host(ctx: ExecutionContext, url: str) -> Target:
+    """Where the llm node's requests (and its ``apiKey``) go; :class:`NodeError` unless allowed."""
+    try:
+        return ctx.settings.check_url(url)
+    except NodeError as exc:
+        raise NodeError(f"Invalid API host: {exc}") from None
 
 
 async def execute_llm(ctx: ExecutionContext) -> NodeResult:
     """Chat through the app's LLM client (or a client for the node's own host, if allowed)."""
     inputs = llm_inputs(ctx)
-    ctx.settings.check_url(inputs["apiHost"])
+    target = _checked_api_host(ctx, str(inputs["apiHost"]))
     messages = []
     if inputs.get("systemPrompt"):
         messages.append({"role": "system", "content": str(inputs["systemPrompt"])})
     messages.append({"role": "user", "content": str(inputs["prompt"])})
     client = ctx.runtime.llm_client_for(inputs)  # type: ignore[attr-defined]
+    # the URL the client will really POST to (its own spelling of the base URL): the checked host, or nothing
+    if _checked_api_host(ctx, f"{client.base_url}/chat/completions").origin != target.origin:
+        raise NodeError("Invalid API host: the LLM client would send to another host than the one checked")
     temperature = float(inputs["temperature"])
     result = await client.chat_completion_async(messages, temperature=min(max(temperature, 0.0), 2.0),
                                                 max_tokens=int(inputs.get("maxTokens") or 512))

@@ -7,9 +7,12 @@ rawText | binary (templates), formData(+Values) | xWwwFormUrlencoded(+Values)}``
 answer is still a success. Failed attempts (connection errors, timeouts) are retried
 ``retryTimes`` times, ``2 ** attempt * 1000`` ms apart, each with a fresh timeout.
 
-Unlike ``fetch``, every URL is checked against the allowed hosts before anything is sent,
-redirects included (they are followed here, hop by hop, up to :data:`MAX_REDIRECTS`),
-and a response body may be at most :data:`MAX_RESPONSE_BYTES`.
+Unlike ``fetch``, every URL is checked against the allowed hosts before anything is sent
+(:mod:`workflow.outbound`: the host requests will really connect to; ambiguous URLs are refused),
+redirects included: they are followed here, hop by hop, up to :data:`MAX_REDIRECTS`, each hop
+checked like the first URL, and ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` are
+dropped once a hop changes scheme, host or port. A response body may be at most
+:data:`MAX_RESPONSE_BYTES`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import requests
 
 from ..executor import ExecutionContext, NodeError, NodeResult
+from ..outbound import character_problem
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ CONTENT_TYPES = {
 _TEMPLATE_BODIES = {"JSON": ("json", "json"), "raw-text": ("rawText", "raw text"), "binary": ("binary", "binary")}
 _FORM_BODIES = {"form-data": "formData", "x-www-form-urlencoded": "xWwwFormUrlencoded"}
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+#: Headers dropped when a redirect leaves the origin (scheme, host, port) they were written for.
+_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
 
 class _AttemptFailed(Exception):
@@ -183,8 +189,18 @@ def _send(request: _Request, check_url: Any) -> tuple[int, dict[str, str], str]:
     send_body = method not in ("GET", "HEAD") and bool(request.body)
     with requests.Session() as session:
         session.trust_env = False  # no ~/.netrc credentials sent to workflow-chosen hosts
+        origin = None
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(url)
+            try:
+                hop = check_url(url)  # every hop, with the same rules as the first URL
+            except NodeError as exc:
+                if origin is None:
+                    raise
+                raise NodeError(f"HTTP redirect not followed: {exc}") from None
+            if origin is not None and hop.origin != origin:
+                # another scheme, host or port: the node's credentials are not for it (as requests does)
+                headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+            origin = hop.origin
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _AttemptFailed(f"timed out after {request.timeout_ms:g} ms")
@@ -204,11 +220,12 @@ def _send(request: _Request, check_url: Any) -> tuple[int, dict[str, str], str]:
             except (requests.RequestException, ValueError) as exc:
                 raise NodeError(f"HTTP request {_where(method, url)} is invalid: {exc}") from exc
             with response:
-                location = response.headers.get("location")
-                if response.is_redirect and location:
+                location = session.get_redirect_target(response)  # requests' reading (UTF-8 bytes as UTF-8)
+                if location:
+                    problem = character_problem(location)
+                    if problem:  # refused before urljoin, which would quietly drop tabs and newlines
+                        raise NodeError(f"HTTP redirect not followed: its Location contains {problem}")
                     target = urljoin(url, location)
-                    if urlsplit(target).netloc != urlsplit(url).netloc:
-                        headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
                     if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
                         method = "GET" if method != "HEAD" else method
                         send_body = False
