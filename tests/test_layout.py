@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,30 @@ def test_webapp_top_level_stays_small() -> None:
     """webapp/ is grouped by purpose (cli/, guards/, routes/, pages/, functions/), not a heap of modules."""
     loose = sorted(p.name for p in (ROOT / "webapp").glob("*.py"))
     assert len(loose) <= 12, loose
+
+
+# A path built from ``__file__`` that climbs out of the repository: ``parents[N]`` or ``.parent`` repeated.
+_PARENTS = re.compile(r"__file__\)?(?:\.resolve\(\))?((?:\.parent\b)+)?(?:\.parents\[(\d+)\])?")
+# The project folder beside the checkout (``../shared``, ``shared/conformance``, ``/work/shared``).
+_SHARED = re.compile(r"\.\./shared\b|/work/shared\b|[\"']shared[\"']\s*/\s*[\"'](?:conformance|seeds|specs)"
+                     r"|\bshared/(?:conformance|seeds|specs)\b")
+
+
+def test_tests_carry_their_own_data() -> None:
+    """No test reads ../shared or anything else outside the checkout: `make test` must pass on a bare clone."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path == Path(__file__).resolve():  # this test names the patterns it looks for
+            continue
+        rel = path.relative_to(ROOT)
+        depth = len(rel.parts) - 1  # path.parents[depth] is ROOT
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            # ``.parent`` n times is parents[n - 1]; n times then ``.parents[i]`` is parents[n + i]
+            climbs = [len(dots) // len(".parent") + int(index) if index else len(dots) // len(".parent") - 1
+                      for dots, index in _PARENTS.findall(line) if dots or index]
+            if _SHARED.search(line) or any(climb > depth for climb in climbs):
+                offenders.append(f"{rel}:{number}: {line.strip()}")
+    assert offenders == []
+    cases = ROOT / "tests" / "workflow" / "flowgram"
+    assert (cases / "expected-results.json").is_file() and (cases / "LICENSE").is_file()
+    assert "github.com/bytedance/flowgram.ai" in (cases / "README.md").read_text()

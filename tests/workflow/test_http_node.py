@@ -24,7 +24,7 @@ from workflow.nodes.http import execute_http
 
 pytestmark = pytest.mark.timeout(60)
 
-CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "flowgram"
+CONFORMANCE = Path(__file__).resolve().parent / "flowgram"  # FlowGram's own cases, copied in: see its README.md
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -162,7 +162,6 @@ def test_get_with_params_and_headers(server: Any, base: str) -> None:
         "retryTimes": 0, "timeout": 5000}
 
 
-@pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="shared/conformance not checked out beside the repo")
 def test_flowgram_http_fixture_posts_json(server: Any, base: str) -> None:
     """http.json's node: a POST with a template URL and a JSON body (expected-results.json, http_200)."""
     schema = json.loads((CONFORMANCE / "http.json").read_text().replace("https://", "http://"))
