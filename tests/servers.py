@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -25,6 +26,10 @@ def free_port() -> int:
 class GunicornServer:
     """``gunicorn -c gunicorn.conf.py <app>`` in a subprocess, stopped with SIGTERM.
 
+    :meth:`start` returns once every worker has answered ``/healthz`` (their pids are in
+    :attr:`worker_pids`): on a loaded machine the second worker can still be importing the app
+    long after the first answers, and a test that counts on both would see only one.
+
     :param env: extra environment (e.g. ``LLM_BASE_URL`` of a fake upstream).
     :param app: the WSGI target, ``wsgi:app`` unless a test serves another.
     """
@@ -38,6 +43,7 @@ class GunicornServer:
         self.app = app
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.worker_pids: set[int] = set()
         self._log = None
 
     def start(self, timeout: float = 180.0) -> GunicornServer:
@@ -46,19 +52,31 @@ class GunicornServer:
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],
             cwd=ROOT, env=self.env, stdout=self._log, stderr=self._log,
         )
+        # A subclass may replace self.env without WEB_CONCURRENCY: then one worker answering is enough.
+        workers = int(self.env.get("WEB_CONCURRENCY") or 1)
+        self.worker_pids = set()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}; log: {self.log_path}")
-            try:
-                with requests.get(self.url + "/healthz", timeout=1) as response:
-                    if response.ok:
-                        return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
+        with ThreadPoolExecutor(2 * workers) as pool:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"gunicorn exited with {self.process.returncode}; log: {self.log_path}")
+                # A burst of fresh connections, so that every worker ready to accept gets some.
+                self.worker_pids.update(pid for pid in pool.map(self._healthz_pid, range(2 * workers)) if pid)
+                if len(self.worker_pids) >= workers:
+                    return self
+                time.sleep(0.2)
+        answered = sorted(self.worker_pids)
         self.stop()
-        raise RuntimeError(f"gunicorn did not answer /healthz within {timeout}s")
+        raise RuntimeError(f"gunicorn: {len(answered)} of {workers} workers answered /healthz within {timeout}s "
+                           f"(pids {answered}); log: {self.log_path}")
+
+    def _healthz_pid(self, _: int) -> int | None:
+        """The pid of the worker that answers one ``/healthz`` on a new connection, None if none does."""
+        try:
+            with requests.get(self.url + "/healthz", headers={"Connection": "close"}, timeout=2) as response:
+                return int(response.json()["pid"]) if response.ok else None
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -252,11 +252,19 @@ def test_run_workflow_failures_exit_1(upstream: FakeUpstream, schema_file: Path)
     assert_one_line_error(flowbridge("run-workflow", "no/such.json"), 1, "no/such.json")
 
 
+# ``python -m webapp.cli`` as a terminal starts it: with Ctrl-C raising KeyboardInterrupt. When pytest itself
+# runs in the background (``pytest &`` in a non-interactive shell), its children inherit SIGINT *ignored*,
+# and Python keeps it ignored: the shell's explicit choice, which the CLI rightly honours, so the test
+# restores the default for the command under test instead. (No preexec_fn: not safe with threads.)
+WITH_CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "runpy.run_module('webapp.cli', run_name='__main__', alter_sys=True)")
+
+
 def test_ctrl_c_cancels_the_workflow(upstream: FakeUpstream, schema_file: Path, tmp_path: Path) -> None:
     upstream.configure(delay=3.0)  # SIGINT and the cancel must land while the llm node runs
     err_path = tmp_path / "stderr"
     with err_path.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "run-workflow", str(schema_file),
+        proc = subprocess.Popen([sys.executable, "-c", WITH_CTRL_C, "run-workflow", str(schema_file),
                                  "--inputs", '{"q": "slow"}'], cwd=ROOT, text=True, stdout=subprocess.PIPE,
                                 stderr=err, env=cli_env(upstream))
         try:
