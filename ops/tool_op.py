@@ -133,8 +133,13 @@ class BaseAsyncToolOp(BaseAsyncOp):
             else:
                 self.context.response.answer = json.dumps(self.output_dict, ensure_ascii=False)
         if self.enable_print_output:
+            # Outputs are the user's content (model answers): their names and sizes at INFO, the text
+            # itself at DEBUG only.
             text = str(self.output_dict)
-            logger.info("%s output: %s", self.name, text[: self.max_print_output_length])
+            logger.info("%s produced %s (%d characters)", self.name, ", ".join(self.output_dict) or "no output",
+                        len(text))
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s output: %s", self.name, text[: self.max_print_output_length])
 
     async def async_default_execute(self, e: Exception | None = None, **kwargs: Any) -> Any:
         """Every output reads as failed, and reaches the context (flowllm loses it)."""

@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 
 from async_utils import AsyncConfig
 from llm_client import LLMSettings
 from ops import configure_services
 
-from .guards import auth, deadlines, observability
+from .guards import auth, deadlines, headers, observability, origin
+from .guards.jsonbody import JSONBodyRequest
 from .config import load_config, load_secret_key
 from .errors import register_error_handlers
 from .extensions import describe_upstream, get_llm_client, pool_size
@@ -35,6 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         static_folder="static",
         instance_relative_config=True,
     )
+    app.request_class = JSONBodyRequest  # every JSON body: deep, broken or surrogate JSON is a 400
     app.config.update(load_config(config))
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     llm_env = app.config["LLM_ENV"]
@@ -63,8 +65,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages_bp)
     register_error_handlers(app)
     observability.init_app(app)
+    origin.init_app(app)  # Host and cross-site checks, before authentication
+    headers.init_app(app)
     auth.init_app(app)
     deadlines.init_app(app)
+
+    # Browsers ask for /favicon.ico whatever the page links; the pages link the SVG too (base.html).
+    favicon = (_ROOT / "webapp" / "static" / "favicon.ico").read_bytes()
+    app.add_url_rule("/favicon.ico", "favicon", lambda: Response(
+        favicon, mimetype="image/x-icon", headers={"Cache-Control": "public, max-age=86400"}))
 
     @app.context_processor
     def _upstream() -> dict[str, Any]:

@@ -22,7 +22,8 @@ K2 = "k2-test-key-fedcba9876543210"
 SECRET = "test-secret-of-the-session-cookie"
 
 #: Rules anyone may reach with keys set. Every other rule must answer 401 (API) or send the browser to /login.
-OPEN_RULES = {"/healthz", "/readyz", "/metrics", "/static/<path:filename>", "/login", "/logout"}
+OPEN_RULES = {"/healthz", "/readyz", "/metrics", "/static/<path:filename>", "/login", "/logout",
+              "/favicon.ico"}
 
 
 @pytest.fixture

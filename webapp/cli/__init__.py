@@ -84,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(bind: str, dev: bool) -> int:
+    os.environ["FLOWBRIDGE_BIND"] = bind  # the app's Host check depends on it (webapp.guards.origin)
     if not dev:
-        os.environ["FLOWBRIDGE_BIND"] = bind
         os.chdir(_ROOT)
         gunicorn_args = [sys.executable, "-m", "gunicorn", "-c", str(_ROOT / "gunicorn.conf.py"), "wsgi:app"]
         os.execv(sys.executable, gunicorn_args)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ..guards.jsonbody import JSONInputError, loads_json
 from .registry import FunctionSpec, InputError, UploadedFile
 
 __all__ = ["InvalidInputs", "coerce_form_value", "json_type", "validate_inputs"]
@@ -181,7 +182,8 @@ def coerce_form_value(param: Mapping[str, Any], raw: str) -> Any:
             pass
     else:  # array, object: JSON text
         try:
-            return json.loads(text)
-        except ValueError:
-            pass
+            return loads_json(text, "the form text")
+        except JSONInputError as exc:
+            if "not valid JSON" not in str(exc):  # valid JSON we refuse (too deep, a lone surrogate): say why
+                raise InputError(path, str(exc)) from None
     raise InputError(path, f"expected {_a(type_)}, got the form text {raw[:40]!r}")

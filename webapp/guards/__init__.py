@@ -1,6 +1,8 @@
 """What every request passes through before and after its view.
 
 - :mod:`.auth`: API keys and the browser login; :mod:`.csrf`: the pages' CSRF tokens;
+- :mod:`.origin`: unknown ``Host`` names and cross-site POSTs; :mod:`.headers`: security headers;
+- :mod:`.jsonbody`: every JSON body is parsed there (too deep, broken or lone-surrogate JSON: 400);
 - :mod:`.deadlines`: request deadlines, capacity and the wait queue in front of it;
 - :mod:`.observability` (with :mod:`.metrics` and :mod:`.gunicorn_log`): request IDs, logs, Prometheus.
 

@@ -41,7 +41,7 @@ __all__ = ["OPEN_PATHS", "authenticated", "enabled", "init_app", "is_api_path", 
 #: Keys shorter than this are refused at start-up.
 MIN_KEY_LENGTH = 16
 #: Paths anyone may request: health checks for the orchestrator, metrics for the scraper, the login form.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/logout"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/logout", "/favicon.ico"})
 #: Path prefixes of the JSON API (each also matches the bare path, e.g. ``/functions``).
 API_PREFIXES = ("/api", "/invoke", "/functions", "/info")
 #: Where the session keeps the fingerprint of the key it signed in with.

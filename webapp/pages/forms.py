@@ -21,6 +21,8 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage, MultiDict
 
+from ..guards.jsonbody import MAX_DEPTH, JSONInputError, check_value
+
 __all__ = ["Field", "fields_from_manifest", "fields_from_schema", "read_form"]
 
 _TYPES = ("string", "integer", "number", "boolean", "array", "object", "file")
@@ -158,7 +160,12 @@ def _convert(f: Field, text: str) -> Any:
     if f.type in ("array", "object"):
         try:
             value = json.loads(text)
-        except ValueError as exc:
+            check_value(value, "the JSON")  # too deep, or a lone surrogate
+        except RecursionError:
+            raise ValueError(f"the JSON is nested too deeply (more than {MAX_DEPTH} levels)") from None
+        except JSONInputError as exc:
+            raise ValueError(str(exc)) from None
+        except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
         expected = list if f.type == "array" else dict
         if not isinstance(value, expected):

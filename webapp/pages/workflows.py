@@ -27,6 +27,7 @@ from workflow.executor import get_node_executor
 from workflow.validation import validate_task
 
 from ..errors import APIError
+from ..guards.jsonbody import MAX_DEPTH, JSONInputError, check_value
 from ..extensions import get_workflow_runtime
 from . import bp
 from .forms import Field, fields_from_schema, read_form
@@ -120,6 +121,13 @@ def load_schema(text: str) -> Loaded:
         return loaded
     try:
         schema = json.loads(text)
+        check_value(schema, "The schema")  # too deep, or a lone surrogate
+    except RecursionError:
+        loaded.error = f"The schema is nested too deeply (more than {MAX_DEPTH} levels)"
+        return loaded
+    except JSONInputError as exc:
+        loaded.error = str(exc)
+        return loaded
     except json.JSONDecodeError as exc:
         loaded.error = f"The schema is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         return loaded

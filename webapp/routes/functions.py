@@ -11,7 +11,6 @@ function answers ``{"result": ...}`` (also when the client accepts
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -23,6 +22,7 @@ from ..functions import FunctionSpec, InvalidInputs, UploadedFile, get_registry,
 from ..functions.inputs import coerce_form_value
 from ..functions.invoke import call, open_stream
 from ..functions.registry import InputError
+from ..guards.jsonbody import JSONInputError, loads_json
 from ..schemas import InvokeRequest, parse_body
 
 bp = Blueprint("functions", __name__)
@@ -90,9 +90,9 @@ def _form_inputs(spec: FunctionSpec) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if "inputs" in request.form:
         try:
-            inputs = json.loads(request.form["inputs"])
-        except ValueError:
-            inputs = None  # type: ignore[assignment]
+            inputs = loads_json(request.form["inputs"], "the form field 'inputs'")
+        except JSONInputError as exc:
+            raise APIError(str(exc), type="invalid_json") from None
         if not isinstance(inputs, dict):
             raise APIError("the form field 'inputs' must hold a JSON object")
     problems: list[str] = []
