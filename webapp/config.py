@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from workflow import OutboundURLError, parse_allowed_host
+
 #: Prefixes of variables handed to the LLM client as its environment.
 LLM_PREFIXES = ("LLM_", "OPENAI_")
 
@@ -24,9 +26,16 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     # Seconds a request may take before a blocking endpoint answers 504 (event streams are exempt).
     "FLOWBRIDGE_REQUEST_TIMEOUT": 60.0,
-    # Request threads of a worker kept free for health and status checks: once all the others
-    # serve requests, one more is refused at once with 503 (0: no reserve; see webapp.guards.deadlines).
+    # Capacity of a worker (webapp.guards.capacity): request threads kept free for health and status
+    # checks, requests that may wait for a work slot and for how many seconds at most; the rest of the
+    # threads are work slots. gunicorn.conf.py sets the first two from GUNICORN_THREADS; 0 and 0: no guard.
     "FLOWBRIDGE_RESERVED_THREADS": 0,
+    "FLOWBRIDGE_QUEUE_DEPTH": 0,
+    "FLOWBRIDGE_QUEUE_WAIT": 10.0,
+    # Seconds a client may take to send a request's headers, and then its body (webapp.server.worker;
+    # gunicorn only): a slower one gets 408 and the connection is closed.
+    "FLOWBRIDGE_HEADER_TIMEOUT": 10.0,
+    "FLOWBRIDGE_BODY_TIMEOUT": 30.0,
     # Seconds /readyz waits for the upstream before calling it unreachable.
     "READY_TIMEOUT": 2.0,
     # Ops: prompt language, op cache ("memory" or "sqlite:/path.db"), flows YAML file.
@@ -59,12 +68,20 @@ DEFAULTS: dict[str, Any] = {
     "FLOWBRIDGE_API_KEYS": "",
     # true: the session cookie is sent over HTTPS only (set it behind a TLS proxy); empty: Flask's default.
     "FLOWBRIDGE_SESSION_COOKIE_SECURE": "",
+    # Where the server listens (gunicorn.conf.py's bind; gunicorn's on_starting exports the real one).
+    # Bound to loopback only, the app answers only Host names localhost, 127.0.0.1, [::1] and
+    # FLOWBRIDGE_TRUSTED_HOSTS (comma-separated names, ".example.com", or "*" for any). Unsafe
+    # requests a browser sends from another site are refused unless their origin is one of
+    # FLOWBRIDGE_TRUSTED_ORIGINS (comma-separated scheme://host[:port]). Checked by guards.origin.init_app.
+    "FLOWBRIDGE_BIND": "127.0.0.1:8000",
+    "FLOWBRIDGE_TRUSTED_HOSTS": "",
+    "FLOWBRIDGE_TRUSTED_ORIGINS": "",
 }
 
 _INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH", "FLOWBRIDGE_MAX_LOOP_ITERATIONS",
          "FLOWBRIDGE_MAX_RUNNING_TASKS", "FLOWBRIDGE_TASK_KEEP")
 _FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_REQUEST_TIMEOUT", "FLOWBRIDGE_TASK_DEADLINE", "FLOWBRIDGE_TASK_RETENTION_HOURS",
-           "FLOWBRIDGE_SSE_HEARTBEAT")
+           "FLOWBRIDGE_SSE_HEARTBEAT", "FLOWBRIDGE_HEADER_TIMEOUT", "FLOWBRIDGE_BODY_TIMEOUT")
 
 
 class ConfigError(ValueError):
@@ -109,6 +126,10 @@ def _hosts(value: Any) -> list[str]:
         host, _, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
         if (port and not port.isdigit()) or "/" in item or " " in item:
             raise ConfigError(f"FLOWBRIDGE_ALLOWED_HOSTS entries are host or host:port, got {item!r}")
+        try:  # the spelling workflow.outbound compares URLs with (no 127.1, 0x7f.1, trailing dots...)
+            parse_allowed_host(item)
+        except OutboundURLError as exc:
+            raise ConfigError(f"FLOWBRIDGE_ALLOWED_HOSTS entry {item!r}: {exc}") from None
         hosts.append(item)
     return hosts
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -108,9 +109,33 @@ def _build_workflow_runtime(app: Flask) -> WorkflowRuntime:
     )
 
 
-def close_workflow_runtime(app: Flask) -> None:
-    """Fail and record this process's running tasks (gunicorn's worker_exit calls this)."""
-    _close(app, "workflow_runtime", WorkflowRuntime.shutdown)
+def close_workflow_runtime(app: Flask, timeout: float = 5.0) -> None:
+    """Fail and record this process's running tasks (gunicorn's worker_exit calls this).
+
+    :param timeout: how long each step of the runtime's shutdown may wait for its loop.
+    """
+    _close(app, "workflow_runtime", lambda runtime: runtime.shutdown(timeout))
+
+
+def finish_running_tasks(app: Flask, seconds: float) -> int:
+    """Let this process's running workflow tasks finish, for ``seconds`` at most; how many still run.
+
+    gunicorn's worker_exit calls this on a graceful stop, before :func:`close_workflow_runtime`
+    fails what is left: a task that finishes within the grace keeps its result. Never creates
+    the runtime.
+    """
+    entry = app.extensions.get("flowbridge", {}).get("workflow_runtime")
+    if entry is None or entry[1] != os.getpid():
+        return 0
+    runtime: WorkflowRuntime = entry[0]
+    until = time.monotonic() + seconds
+    running = list(runtime._runs)  # the tasks this process runs now (no public accessor yet)
+    for task_id in running:
+        left = until - time.monotonic()
+        if left <= 0:
+            break
+        runtime.wait(task_id, left)
+    return sum(1 for task_id in running if task_id in runtime._runs)
 
 
 def get_result_store(app: Flask | None = None) -> ResultStore:

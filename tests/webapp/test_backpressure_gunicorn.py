@@ -86,9 +86,9 @@ def test_reserved_threads_keep_health_checks_answering_when_every_thread_would_b
     ok = [r for r in results if r["status"] == 200]
     refused = [r for r in results if r["status"] == 503]
     assert ok and refused and len(ok) + len(refused) == 10
-    for r in refused:
-        assert r["retry_after"] == "1" and r["body"]["error"]["type"] == "overloaded"
-        assert "request threads" in r["body"]["error"]["message"]
+    for r in refused:  # refused at once: no queue (FLOWBRIDGE_QUEUE_DEPTH is 0 for 4 threads)
+        assert int(r["retry_after"]) >= 1 and r["body"]["error"]["type"] == "overloaded"
+        assert "work slots" in r["body"]["error"]["message"]
     assert max(r["seq"] for r in refused) < min(r["seq"] for r in ok)
     assert upstream.stats()["max_concurrency"] <= 3  # 4 threads, 1 kept free
 

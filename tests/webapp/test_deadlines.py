@@ -1,4 +1,4 @@
-"""The request deadline (FLOWBRIDGE_REQUEST_TIMEOUT) and the reserved-threads guard, through the Flask app."""
+"""The request deadline (FLOWBRIDGE_REQUEST_TIMEOUT) and the capacity guard, through the Flask app."""
 
 from __future__ import annotations
 
@@ -155,7 +155,8 @@ def test_wait_is_capped_by_the_deadline(app: Flask, upstream: FakeUpstream) -> N
 
 def test_reserved_threads_refuse_at_once_and_keep_health_checks_answering(upstream: FakeUpstream,
                                                                            tmp_path: Path) -> None:
-    """Of 3 request threads, 1 is reserved: with 2 busy, a third request is 503 at once; /healthz is not."""
+    """Of 3 request threads, 1 is reserved and none queue: with 2 busy, a third request is 503 at once,
+    with a Retry-After computed from the queue; /healthz is not refused."""
     app = make_app(upstream, tmp_path, FLOWBRIDGE_REQUEST_THREADS=3, FLOWBRIDGE_RESERVED_THREADS=1)
     upstream.configure(delay=3.0)  # the checks below must all happen while the two calls run
     results: list[int] = []
@@ -170,9 +171,10 @@ def test_reserved_threads_refuse_at_once_and_keep_health_checks_answering(upstre
         assert upstream.wait_for(lambda s: s["in_flight"] == 2, timeout=10)
         client = app.test_client()
         refused = client.post("/api/chat", json={"message": "one more"})
-        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
         assert refused.json["error"]["type"] == "overloaded"
-        assert "request threads" in refused.json["error"]["message"]
+        assert "work slots" in refused.json["error"]["message"]
+        assert "FLOWBRIDGE_QUEUE_DEPTH" in refused.json["error"]["message"]
         assert client.get("/healthz").status_code == 200
         assert upstream.stats()["in_flight"] == 2  # still busy: the health check did not wait for them
     finally:
@@ -188,7 +190,14 @@ def test_reserved_threads_refuse_at_once_and_keep_health_checks_answering(upstre
     ({"FLOWBRIDGE_REQUEST_TIMEOUT": "soon"}, "FLOWBRIDGE_REQUEST_TIMEOUT must be a number"),
     ({"FLOWBRIDGE_RESERVED_THREADS": -1}, "FLOWBRIDGE_RESERVED_THREADS must be >= 0"),
     ({"FLOWBRIDGE_RESERVED_THREADS": 4, "FLOWBRIDGE_REQUEST_THREADS": 4},
-     "FLOWBRIDGE_RESERVED_THREADS must be less than the request threads"),
+     r"FLOWBRIDGE_RESERVED_THREADS \+ FLOWBRIDGE_QUEUE_DEPTH must be less than the request threads"),
+    ({"FLOWBRIDGE_RESERVED_THREADS": 1, "FLOWBRIDGE_QUEUE_DEPTH": 3, "FLOWBRIDGE_REQUEST_THREADS": 4},
+     r"FLOWBRIDGE_RESERVED_THREADS \+ FLOWBRIDGE_QUEUE_DEPTH must be less than .*GUNICORN_THREADS=4\), got 1 \+ 3"),
+    ({"FLOWBRIDGE_QUEUE_DEPTH": -1}, "FLOWBRIDGE_QUEUE_DEPTH must be >= 0"),
+    ({"FLOWBRIDGE_QUEUE_DEPTH": "many"}, "FLOWBRIDGE_QUEUE_DEPTH must be an integer"),
+    ({"FLOWBRIDGE_QUEUE_WAIT": 0}, "FLOWBRIDGE_QUEUE_WAIT must be >= 0.001"),
+    ({"FLOWBRIDGE_HEADER_TIMEOUT": "slow"}, "FLOWBRIDGE_HEADER_TIMEOUT must be a number"),
+    ({"FLOWBRIDGE_BODY_TIMEOUT": 0}, "FLOWBRIDGE_BODY_TIMEOUT must be >= 0.001"),
 ])
 def test_bad_settings_name_the_variable(upstream: FakeUpstream, tmp_path: Path, setting: dict[str, Any],
                                         message: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -24,7 +25,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["MULTIPROC_ENV", "Metrics", "get_metrics", "multiprocess_dir", "render", "tasks_family"]
+__all__ = ["MULTIPROC_ENV", "Metrics", "get_metrics", "multiprocess_dir", "render", "start_pool_sampler",
+           "tasks_family"]
 
 #: The variable that turns on multiprocess mode (read by prometheus_client itself).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -101,6 +103,40 @@ def _build() -> Metrics:
             "flowbridge_llm_pool_queued", "LLM calls waiting for a pool thread, all live workers",
             registry=registry, multiprocess_mode="livesum"),
     )
+
+
+#: Seconds between two copies of a worker's LLM pool counts to its gauge file (multiprocess mode).
+POOL_SAMPLE_INTERVAL = 0.25
+
+_sampler_pid: int | None = None
+
+
+def start_pool_sampler(sample: Callable[[], None]) -> None:
+    """Call ``sample()`` every :data:`POOL_SAMPLE_INTERVAL` seconds in this process, from a daemon thread.
+
+    In multiprocess mode a scrape reads every live worker's gauge file, but only the scraping worker
+    can sample its own pool at that moment; the others' files would hold whatever they wrote when
+    they last finished a request, while LLM calls of workflow tasks or streams start and end without
+    one. So every worker keeps its file current itself. A no-op in single-process mode (the scrape
+    samples) and when this process already runs one (it is started again after a fork).
+    """
+    global _sampler_pid
+    if _sampler_pid == os.getpid() or multiprocess_dir() is None:
+        return
+    with _lock:
+        if _sampler_pid == os.getpid():
+            return
+        _sampler_pid = os.getpid()
+
+    def run() -> None:
+        while True:
+            try:
+                sample()
+            except Exception:  # a failed sample must not end the sampling; the next one retries
+                pass
+            time.sleep(POOL_SAMPLE_INTERVAL)
+
+    threading.Thread(target=run, name="pool-gauges", daemon=True).start()
 
 
 class _Collect:

@@ -287,12 +287,17 @@ def _remember_route() -> None:
 
 
 def sample_pool(app: Flask) -> None:
-    """Copy this process's LLM pool counts to the gauges; never creates the client."""
+    """Copy this process's LLM pool counts to the gauges; never creates the client.
+
+    Called when a request ends, on a scrape, and by this worker's sampler thread
+    (:func:`webapp.guards.metrics.start_pool_sampler`), which keeps the gauges current between requests.
+    """
+    from .metrics import get_metrics, start_pool_sampler
+
+    start_pool_sampler(lambda: sample_pool(app))
     entry = app.extensions.get("flowbridge", {}).get("llm_client")  # (client, pid), see extensions._per_process
     if entry is None or entry[1] != os.getpid():
         return
-    from .metrics import get_metrics
-
     stats = entry[0].pool_stats
     metrics = get_metrics()
     metrics.pool_running.set(stats.running)

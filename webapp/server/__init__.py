@@ -1,0 +1,1 @@
+"""The HTTP server side of the app: what gunicorn.conf.py plugs into gunicorn (its worker class)."""

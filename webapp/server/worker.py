@@ -1,0 +1,253 @@
+"""gunicorn's gthread worker with a deadline on reading each request (``worker_class`` in gunicorn.conf.py).
+
+gthread reads a request's headers, and the application its body, on a request
+thread with blocking reads and no overall limit: a client sending one byte a
+second holds a thread for as long as it likes, and a few dozen of them used to
+take every thread of a worker (``/healthz`` then timed out). This worker bounds
+the *total* time, not each read:
+
+- **headers**: from the request's first byte (or, on a kept-alive connection,
+  from when it became readable) the client has ``FLOWBRIDGE_HEADER_TIMEOUT``
+  seconds to send the request line and headers;
+- **body**: then ``FLOWBRIDGE_BODY_TIMEOUT`` seconds for the whole body. The
+  worker reads a body of up to ``MAX_CONTENT_LENGTH`` itself, before the
+  application runs, so the application never blocks on a slow client; a longer
+  declared body is left to the application, which answers 413 without reading it;
+  a chunked one that runs past the limit gets 413 from the worker.
+
+A client too slow gets **408** with a JSON error body and the connection is
+closed. The deadline is enforced on every ``recv`` (its socket timeout is what
+is left of the deadline), so it holds whatever the client's pace. Responses are
+written without a deadline: an event stream may run as long as its client reads.
+
+An idle new connection is gunicorn's own business: it waits a few seconds for
+its first byte on a thread, then on the worker's poller until ``keepalive``.
+
+The worker also notes when it was asked to stop (:attr:`FlowbridgeWorker.stop_deadline`),
+so gunicorn.conf.py's ``worker_exit`` knows how much of ``graceful_timeout`` is left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from gunicorn.http.body import Body
+from gunicorn.workers.gthread import _DEFER, DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
+
+from ..config import DEFAULTS, _number
+
+__all__ = ["BodyTooLarge", "ClientTooSlow", "FlowbridgeWorker", "exit_now"]
+
+
+#: Connections a worker accepts at most each time its listening socket is readable.
+ACCEPT_BATCH = 16
+
+
+class ClientTooSlow(Exception):
+    """The client did not send its request's headers or body in time: 408."""
+
+    def __init__(self, part: str, setting: str, seconds: float) -> None:
+        super().__init__(f"the request {part} did not arrive within {setting}={seconds:g}s")
+
+
+class BodyTooLarge(Exception):
+    """A body without a declared length ran past ``MAX_CONTENT_LENGTH``: 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than MAX_CONTENT_LENGTH={limit} bytes")
+
+
+#: status line and error type of the answers this worker gives itself
+_ANSWERS: dict[type, tuple[str, str]] = {
+    ClientTooSlow: ("408 Request Timeout", "request_timeout"),
+    BodyTooLarge: ("413 Content Too Large", "request_entity_too_large"),
+}
+
+
+class _DeadlineSocket:
+    """The socket as the request parser sees it: each ``recv`` ends by :attr:`deadline`, else ClientTooSlow."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        #: (monotonic deadline, the exception to raise once it passes), or None: plain reads
+        self.deadline: tuple[float, ClientTooSlow] | None = None
+
+    def recv(self, size: int) -> bytes:
+        if self.deadline is None:
+            return self._sock.recv(size)
+        at, error = self.deadline
+        left = at - time.monotonic()
+        if left <= 0:
+            raise error
+        prior = self._sock.gettimeout()  # None (blocking), or what gunicorn set to drain a body
+        self._sock.settimeout(left if prior is None else min(left, prior))
+        try:
+            return self._sock.recv(size)
+        except TimeoutError:
+            if time.monotonic() >= at:
+                raise error from None
+            raise  # gunicorn's own, shorter timeout
+        finally:
+            self._sock.settimeout(prior)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _Buffered:
+    """A body reader over the bytes already read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int) -> bytes:
+        return self._data.read(size)
+
+
+def _setting(name: str) -> float:
+    return float(_number(name, os.environ.get(name) or DEFAULTS[name], float, minimum=0.001))
+
+
+class FlowbridgeWorker(ThreadWorker):
+    """gthread, plus deadlines on reading requests and the time its graceful stop must end by."""
+
+    #: monotonic time by which a stopping worker must have exited (None while it serves)
+    stop_deadline: float | None = None
+
+    def init_process(self) -> None:
+        self.header_timeout = _setting("FLOWBRIDGE_HEADER_TIMEOUT")
+        self.body_timeout = _setting("FLOWBRIDGE_BODY_TIMEOUT")
+        self.max_body = int(_number("MAX_CONTENT_LENGTH", os.environ.get("MAX_CONTENT_LENGTH")
+                                    or DEFAULTS["MAX_CONTENT_LENGTH"], int, minimum=1))
+        super().init_process()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout
+        super().handle_exit(sig, frame)
+
+    def accept(self, listener: socket.socket) -> None:
+        """Accept the connections waiting (up to :data:`ACCEPT_BATCH`), not just one per turn of the loop.
+
+        gthread accepts one connection each time its poller wakes; during a burst of hundreds, a
+        health check's connection waited in the listen queue behind all of them while the loop
+        competed for the GIL with the request threads. A small batch keeps connections spread over
+        the workers (the one that wakes first does not take them all).
+        """
+        for _ in range(ACCEPT_BATCH):
+            if self.nr_conns >= self.worker_connections:
+                return
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            self.nr_conns += 1
+            sock.setblocking(True)
+            self.enqueue_req(TConn(self.cfg, sock, addr, listener.getsockname()))
+
+    def handle(self, conn: Any) -> Any:
+        """Start the header deadline, then let gthread read and serve the request."""
+        if not conn.initialized and not conn.data_ready and not conn.wait_for_data(DEFAULT_WORKER_DATA_TIMEOUT):
+            return _DEFER  # nothing yet: gthread parks the connection on its poller (as its handle would)
+        conn.sock.setblocking(True)
+        conn.init()
+        unreader = getattr(conn.parser, "unreader", None)
+        if unreader is not None and hasattr(unreader, "sock"):  # HTTP/1 (an HTTP/2 parser reads otherwise)
+            if not isinstance(unreader.sock, _DeadlineSocket):
+                unreader.sock = _DeadlineSocket(unreader.sock)
+            unreader.sock.deadline = (time.monotonic() + self.header_timeout,
+                                      ClientTooSlow("headers", "FLOWBRIDGE_HEADER_TIMEOUT", self.header_timeout))
+        return super().handle(conn)
+
+    def handle_request(self, req: Any, conn: Any) -> bool:
+        """Read the body under its deadline, then serve the request with no read deadline left."""
+        reader = getattr(conn.parser, "unreader", None)
+        timed = getattr(reader, "sock", None)
+        if isinstance(timed, _DeadlineSocket):
+            timed.deadline = (time.monotonic() + self.body_timeout,
+                              ClientTooSlow("body", "FLOWBRIDGE_BODY_TIMEOUT", self.body_timeout))
+            try:
+                self._read_body(req, conn)
+            finally:
+                timed.deadline = None
+        return super().handle_request(req, conn)
+
+    def _read_body(self, req: Any, conn: Any) -> None:
+        """Replace ``req.body`` by the whole body, read now (at most ``MAX_CONTENT_LENGTH`` bytes)."""
+        body = req.body
+        if body is None:
+            return
+        length = _content_length(req)
+        if length == 0 or (length is not None and length > self.max_body):
+            return  # nothing to read, or the application refuses it (413) without reading it
+        if getattr(req, "_expected_100_continue", False):
+            conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req._expected_100_continue = False  # sent: the WSGI layer must not send it again
+        data = body.read(self.max_body + 1)
+        if len(data) > self.max_body:  # a chunked body over the limit (werkzeug would cut it short silently)
+            raise BodyTooLarge(self.max_body)
+        req.body = Body(_Buffered(data))
+
+    def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
+        answer = _ANSWERS.get(type(exc))
+        if answer is None:
+            super().handle_error(req, client, addr, exc)
+            return
+        status, error_type = answer
+        self.log.info("%s for %s: %s", status[:3], addr[0] if isinstance(addr, tuple) and addr else addr, exc)
+        body = json.dumps({"error": {"type": error_type, "message": str(exc)}}).encode()
+        head = (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        try:
+            client.settimeout(1.0)  # the client is slow to send; it may be slow to read too
+            client.sendall(head + body)
+        except OSError:
+            pass
+
+
+def _content_length(req: Any) -> int | None:
+    for name, value in req.headers:
+        if name == "CONTENT-LENGTH":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def exit_now(log: Any, linger: float = 0.5) -> None:
+    """End this worker process now if threads still run (gunicorn.conf.py's ``worker_exit`` calls it last).
+
+    At interpreter exit Python joins every non-daemon thread, and ``concurrent.futures`` every pool
+    thread: a worker whose grace is over would wait for LLM calls (up to ``LLM_TIMEOUT``) or requests
+    past ``graceful_timeout`` whose results nobody will receive, until the master kills it. Instead,
+    once the stores are closed, run the exit handlers and leave at once.
+    """
+    until = time.monotonic() + linger  # threads of pools just shut down need a moment to notice
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, until - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if not stuck:
+        return  # a normal exit
+    log.warning("worker %s exits abandoning %d running threads (LLM calls or requests past graceful_timeout)",
+                os.getpid(), len(stuck))
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
