@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from ._loops import loops_created, thread_loop
+from ._loops import Deadline, current_deadline, loops_created, thread_loop
 from .batch import AsyncBatchProcessor
 from .config import AsyncConfig, AsyncConfigError
 from .flask_bridge import async_route
@@ -23,8 +23,10 @@ __all__ = [
     "AsyncConfig",
     "AsyncConfigError",
     "AsyncHelper",
+    "Deadline",
     "PerThread",
     "async_route",
+    "current_deadline",
     "loops_created",
     "thread_loop",
 ]

@@ -24,11 +24,12 @@ import contextvars
 import inspect
 import os
 import threading
-import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["loops_created", "run_sync", "set_deadline", "thread_loop"]
+from ._deadlines import Deadline, current_deadline, set_deadline, within_deadline
+
+__all__ = ["Deadline", "current_deadline", "loops_created", "run_sync", "set_deadline", "thread_loop"]
 
 T = TypeVar("T")
 
@@ -188,58 +189,6 @@ async def _await(aw: Awaitable[T]) -> T:
     return await aw
 
 
-class _Deadline:
-    """When :func:`run_sync` calls in a context must end; disarmed when its owner is done with it.
-
-    Contexts are copied (tasks, ``call_soon_threadsafe``), so a copy may outlive
-    the request that set the deadline; disarming the shared object reaches every copy.
-    """
-
-    def __init__(self, at: float, error: Callable[[], BaseException]) -> None:
-        self.at = at
-        self.error = error
-        self.armed = True
-
-
-_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar("async_utils_deadline", default=None)
-
-
-def set_deadline(at: float | None, error: Callable[[], BaseException] | None = None) -> None:
-    """Make :func:`run_sync` calls in the current context end by ``at`` (a :func:`time.monotonic` value).
-
-    When ``at`` passes, the coroutine is cancelled and ``error()`` is raised in
-    its place (default :class:`TimeoutError`). ``None`` removes the deadline, also
-    from copies of this context made meanwhile. A web app sets it per request
-    (:mod:`async_utils` itself never does); an unset deadline costs nothing.
-    """
-    previous = _deadline.get()
-    if previous is not None:
-        previous.armed = False
-    _deadline.set(None if at is None else _Deadline(at, error or TimeoutError))
-
-
-async def _within(deadline: _Deadline, aw: Awaitable[T]) -> T:
-    task = asyncio.current_task()
-    assert task is not None
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        if deadline.armed:
-            expired = True
-            task.cancel()
-
-    handle = asyncio.get_running_loop().call_later(max(0.0, deadline.at - time.monotonic()), expire)
-    try:
-        return await aw
-    except asyncio.CancelledError:
-        if expired:
-            raise deadline.error() from None
-        raise
-    finally:
-        handle.cancel()
-
-
 def run_sync(aw: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
     """Run ``aw`` to completion from sync code; return its result or raise its error.
 
@@ -253,9 +202,9 @@ def run_sync(aw: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
     """
     if not inspect.isawaitable(aw):
         raise TypeError(f"expected a coroutine or other awaitable, got {type(aw).__name__}")
-    deadline = _deadline.get()
-    if deadline is not None and deadline.armed:
-        aw = _within(deadline, aw)
+    deadline = current_deadline()
+    if deadline is not None:
+        aw = within_deadline(deadline, aw)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

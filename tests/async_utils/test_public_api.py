@@ -15,8 +15,10 @@ def test_all_is_sorted_and_complete() -> None:
         "AsyncConfig",
         "AsyncConfigError",
         "AsyncHelper",
+        "Deadline",
         "PerThread",
         "async_route",
+        "current_deadline",
         "loops_created",
         "thread_loop",
     ]
