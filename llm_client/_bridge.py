@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .exceptions import LLMQueueFullError
+from .exceptions import LLMQueueFullError, LLMTimeoutError
 
 T = TypeVar("T")
 
@@ -150,7 +150,8 @@ class AsyncBridge:
         The iterator is created and consumed on a single worker, which holds one
         slot for the whole stream. Items cross to the loop through a small queue.
         When the consumer stops early, ``close()`` is called from the loop's
-        thread to interrupt the blocked read.
+        thread to interrupt the blocked read. Each item must arrive within ``timeout``
+        (``LLM_ASYNC_TIMEOUT``), else :class:`LLMTimeoutError`.
         """
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[Any] = asyncio.Queue()
@@ -185,7 +186,12 @@ class AsyncBridge:
         future.add_done_callback(self._release)
         try:
             while True:
-                item = await asyncio.wait_for(items.get(), self.timeout)
+                try:
+                    item = await asyncio.wait_for(items.get(), self.timeout)
+                except asyncio.TimeoutError:
+                    # Per item, not for the whole stream: name it as such, not as a call's time limit.
+                    raise LLMTimeoutError(
+                        f"the stream sent nothing for LLM_ASYNC_TIMEOUT={self.timeout:g}s") from None
                 if item is _END:
                     return
                 if isinstance(item, _Failure):

@@ -20,22 +20,19 @@ longer than one call may take (all retries included) calls the upstream too.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hashlib
 import json
 import logging
-import os
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from cachetools import TTLCache
-
-from async_utils.per_thread import PerThread
+from ._cache_backends import Backend, MemoryBackend, SQLiteBackend, Value
 
 logger = logging.getLogger("llm_client")
 
@@ -46,12 +43,6 @@ MISS, HIT, COALESCED = "miss", "hit", "coalesced"
 #: A waiter polls a claim row after this many seconds, doubling up to POLL_MAX.
 POLL_FIRST = 0.01
 POLL_MAX = 0.1
-#: How long a SQLite statement waits for another process's write.
-SQLITE_BUSY_TIMEOUT = 5.0
-#: Expired rows are deleted at most this often (seconds), by a write.
-PURGE_INTERVAL = 60.0
-
-Value = dict[str, Any]
 
 
 def cache_key(url: str, body: Mapping[str, Any], api_key: str | None) -> str:
@@ -69,167 +60,60 @@ def cache_key(url: str, body: Mapping[str, Any], api_key: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class Backend(Protocol):
-    """Where values live; the SQLite one also holds claims shared between processes."""
-
-    def claim(self, key: str, token: str, lease: float, *, take_free: bool = True) -> tuple[str, Value | None]:
-        """``("hit", value)``, ``("claimed", None)`` (the caller must call and then
-        :meth:`put` or :meth:`release`), ``("busy", None)`` (another process is
-        calling) or ``("free", None)`` (no row, and ``take_free`` is false)."""
-
-    def put(self, key: str, value: Value, token: str | None) -> None: ...
-
-    def release(self, key: str, token: str) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class MemoryBackend:
-    """A bounded in-process store (``cachetools.TTLCache``); claims are not needed in one process."""
-
-    def __init__(self, size: int, ttl: float) -> None:
-        self._entries: TTLCache[str, str] = TTLCache(maxsize=size, ttl=ttl)
-        self._lock = threading.Lock()  # TTLCache is not thread-safe
-
-    def claim(self, key: str, token: str, lease: float, *, take_free: bool = True) -> tuple[str, Value | None]:
-        with self._lock:
-            text = self._entries.get(key)
-        if text is not None:
-            return "hit", json.loads(text)
-        return ("claimed", None) if take_free else ("free", None)
-
-    def put(self, key: str, value: Value, token: str | None) -> None:
-        text = json.dumps(value)  # stored as text: callers can never mutate a cached value
-        with self._lock:
-            self._entries[key] = text
-
-    def release(self, key: str, token: str) -> None:
-        """Nothing to release: in one process, waiters follow the leader's in-process flight."""
-
-    def close(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-class SQLiteBackend:
-    """Values and claims in one SQLite file, shared by every process that opens it.
-
-    A row holds a completion (``value`` set, ``expires_at`` = end of its TTL) or a
-    claim (``value`` NULL, ``expires_at`` = end of the lease, ``pid`` of the
-    claimer, ``token`` of the claiming call). Each thread has its own connection;
-    a forked process opens new ones.
-
-    :raises OSError: naming the file when it cannot be opened.
-    """
-
-    def __init__(self, path: str | Path, ttl: float) -> None:
-        self.path = Path(path)
-        self.ttl = ttl
-        self._connections = PerThread(self._open, _close_quietly)
-        self._last_purge = 0.0
-        self._connect()
-
-    def _connect(self) -> sqlite3.Connection:
-        return self._connections.get()
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # check_same_thread=False only so that close() may close every thread's connection.
-            connection = sqlite3.connect(
-                self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
-            connection.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS llm_responses (key TEXT PRIMARY KEY, value TEXT,"
-                " expires_at REAL NOT NULL, pid INTEGER, token TEXT)"
-            )
-        except (sqlite3.Error, OSError) as exc:
-            raise OSError(f"cannot open the LLM cache database {self.path}: {exc}") from exc
-        return connection
-
-    def claim(self, key: str, token: str, lease: float, *, take_free: bool = True) -> tuple[str, Value | None]:
-        db = self._connect()
-        now = time.time()
-        if take_free and db.execute(
-            "INSERT OR IGNORE INTO llm_responses (key, value, expires_at, pid, token) VALUES (?, NULL, ?, ?, ?)",
-            (key, now + lease, os.getpid(), token),
-        ).rowcount == 1:
-            return "claimed", None
-        row = db.execute("SELECT value, expires_at, pid, token FROM llm_responses WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            # deleted between the two statements (a failed claimer released it): "free", or
-            # "busy" so that a caller that may take it tries again
-            return ("busy", None) if take_free else ("free", None)
-        value, expires_at, pid, old_token = row
-        if value is not None and expires_at > now:
-            return "hit", json.loads(value)
-        if value is None and expires_at > now and _alive(pid):
-            return "busy", None
-        # An expired value, or a claim whose lease ran out or whose process died: take it
-        # over, unless someone else changed the row since we read it.
-        taken = db.execute(
-            "UPDATE llm_responses SET value = NULL, expires_at = ?, pid = ?, token = ?"
-            " WHERE key = ? AND expires_at = ? AND token IS ?",
-            (now + lease, os.getpid(), token, key, expires_at, old_token),
-        ).rowcount
-        return ("claimed", None) if taken == 1 else ("busy", None)
-
-    def put(self, key: str, value: Value, token: str | None) -> None:
-        db = self._connect()
-        now = time.time()
-        db.execute(
-            "INSERT OR REPLACE INTO llm_responses (key, value, expires_at, pid, token) VALUES (?, ?, ?, NULL, NULL)",
-            (key, json.dumps(value), now + self.ttl),
-        )
-        if now - self._last_purge >= PURGE_INTERVAL:
-            self._last_purge = now
-            # expired values, and claims abandoned long ago (their lease ended an hour back)
-            db.execute(
-                "DELETE FROM llm_responses WHERE (value IS NOT NULL AND expires_at <= ?) OR expires_at <= ?",
-                (now, now - 3600),
-            )
-
-    def release(self, key: str, token: str) -> None:
-        self._connect().execute(
-            "DELETE FROM llm_responses WHERE key = ? AND value IS NULL AND token = ?", (key, token)
-        )
-
-    def close(self) -> None:
-        """Close this process's connections; safe to call twice. The backend reopens on next use."""
-        self._connections.close()
-
-
-def _close_quietly(connection: sqlite3.Connection) -> None:
-    with contextlib.suppress(sqlite3.Error):  # best-effort cleanup
-        connection.close()
-
-
-def _alive(pid: int | None) -> bool:
-    """Whether process ``pid`` (on this machine) still runs."""
-    if not pid or pid == os.getpid():
-        return True  # our own claims end by lease; an in-process flight guards them
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, as another user's
-        return True
-    return True
-
-
 class _Flight:
-    """One in-process call that other threads wait for."""
+    """One in-process call that other threads (a ``threading.Event``) or coroutines (a future on
+    their own loop, resolved thread-safely) wait for."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.value: Value | None = None
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def finish(self, value: Value | None) -> None:
+        """The call is over (``value`` None: it failed); wake every waiter."""
+        with self._lock:
+            self.value = value
+            self.done.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # that loop was closed; nobody waits there any more
+                pass
+
+    async def wait_async(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds without a thread; True when the call is over."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self.done.is_set():
+                return True
+            self._waiters.append((loop, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                if (loop, future) in self._waiters:
+                    self._waiters.remove((loop, future))
+        return self.done.is_set()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class ResponseCache:
     """Cached, coalesced calls: :meth:`get_or_call` runs ``call`` at most once per key at a time.
+
+    :meth:`get_or_call_async` does the same for async callers without taking a thread to
+    wait: only the call that reaches the upstream runs on one (the LLM pool's); requests that
+    wait for it await an event, or poll another process's claim row with ``asyncio.sleep``.
+    Its SQLite statements run on the event loop: they are short (a busy database makes one
+    wait at most ``SQLITE_BUSY_TIMEOUT``), and the web app gives each request thread its own loop.
 
     :param backend: a :class:`MemoryBackend` or :class:`SQLiteBackend`.
     :param wait: seconds one upstream call may take, retries included: the lease of a
@@ -242,71 +126,124 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
 
+    def _join(self, key: str) -> tuple[_Flight, bool]:
+        """The flight of ``key`` and whether we lead it (there was none)."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = _Flight()
+            return flight, True
+
+    def _land(self, key: str, flight: _Flight, value: Value | None) -> None:
+        with self._lock:
+            del self._flights[key]
+        flight.finish(value)
+
     def get_or_call(self, key: str, call: Callable[[], Value]) -> tuple[Value, str]:
         """The value of ``key`` and how it was obtained (:data:`MISS`, :data:`HIT`, :data:`COALESCED`).
 
         ``call`` computes the value; its exceptions propagate and nothing is stored.
         """
-        with self._lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
+        flight, leader = self._join(key)
         if not leader:
             if flight.done.wait(self.wait) and flight.value is not None:
                 return flight.value, COALESCED
             # The leader failed (errors are not shared) or is too slow: call ourselves.
-            return self._call_and_store(key, call), MISS
+            value = call()
+            self._store(key, value, None)
+            return value, MISS
+        value: Value | None = None
+        state, token = "", secrets.token_hex(8)
         try:
-            value, how = self._lead(key, call)
-            flight.value = value
-            return value, how
-        finally:
-            with self._lock:
-                del self._flights[key]
-            flight.done.set()
-
-    def _lead(self, key: str, call: Callable[[], Value]) -> tuple[Value, str]:
-        """This process's call for ``key``: a stored value, another process's call, or our own."""
-        token = secrets.token_hex(8)
-        try:
-            state, value = self.backend.claim(key, token, self.wait)
+            state, value = self._claim(key, token)
             if state == "busy":
-                state, value = self._wait_for_other_process(key, token)
+                for pause in self._pauses():
+                    time.sleep(pause)
+                    if (polled := self._poll(key, token)) is not None:
+                        state, value = polled
+                        break
+                else:
+                    state = "free"
+            if value is not None:
+                return value, state
+            value = call()  # ours to make: claimed, or no cache, released, or waited too long
+            self._stored_or_forgotten(key, value, token, state)
+            return value, MISS
+        except BaseException:
+            value = None
+            if state == "claimed":
+                self._forget(key, token)
+            raise
+        finally:
+            self._land(key, flight, value)
+
+    async def get_or_call_async(self, key: str, call: Callable[[], Awaitable[Value]]) -> tuple[Value, str]:
+        """:meth:`get_or_call` for async callers; waiting for another request's call takes no thread."""
+        flight, leader = self._join(key)
+        if not leader:
+            if await flight.wait_async(self.wait) and flight.value is not None:
+                return flight.value, COALESCED
+            value = await call()
+            self._store(key, value, None)
+            return value, MISS
+        value: Value | None = None
+        state, token = "", secrets.token_hex(8)
+        try:
+            state, value = self._claim(key, token)
+            if state == "busy":
+                for pause in self._pauses():
+                    await asyncio.sleep(pause)
+                    if (polled := self._poll(key, token)) is not None:
+                        state, value = polled
+                        break
+                else:
+                    state = "free"
+            if value is not None:
+                return value, state
+            value = await call()
+            self._stored_or_forgotten(key, value, token, state)
+            return value, MISS
+        except BaseException:
+            value = None
+            if state == "claimed":
+                self._forget(key, token)
+            raise
+        finally:
+            self._land(key, flight, value)
+
+    def _claim(self, key: str, token: str) -> tuple[str, Value | None]:
+        """``("hit", value)``, ``("claimed", None)``, ``("busy", None)``; ``("off", None)`` when the
+        cache cannot be used (the call is then made without it)."""
+        try:
+            return self.backend.claim(key, token, self.wait)
         except (OSError, sqlite3.Error) as exc:
             logger.warning("LLM cache unavailable, calling the upstream directly: %s", exc)
-            return call(), MISS
-        if value is not None:
-            return value, state
-        if state != "claimed":  # released after a failure, or waited too long
-            return self._call_and_store(key, call), MISS
-        try:
-            value = call()
-        except BaseException:
-            self._forget(key, token)
-            raise
-        self._store(key, value, token)
-        return value, MISS
+            return "off", None
 
-    def _wait_for_other_process(self, key: str, token: str) -> tuple[str, Value | None]:
-        """Poll the claim row; ``(HIT→COALESCED, value)``, ``("claimed", None)`` after a takeover,
-        or ``("free", None)`` when the claim was released or the wait ran out."""
+    def _pauses(self) -> Iterator[float]:
+        """How long to sleep before each poll of another process's claim: growing, up to ``wait`` in all."""
         deadline = time.monotonic() + self.wait
         pause = POLL_FIRST
-        while time.monotonic() < deadline:
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        while (left := deadline - time.monotonic()) > 0:
+            yield min(pause, left)
             pause = min(pause * 2, POLL_MAX)
-            state, value = self.backend.claim(key, token, self.wait, take_free=False)
-            if state == "hit":
-                return COALESCED, value
-            if state in ("claimed", "free"):
-                return state, None
-        return "free", None
 
-    def _call_and_store(self, key: str, call: Callable[[], Value]) -> Value:
-        value = call()
-        self._store(key, value, None)
-        return value
+    def _poll(self, key: str, token: str) -> tuple[str, Value | None] | None:
+        """One look at another process's claim: ``(COALESCED, value)``, ``("claimed", None)`` after a
+        takeover, ``("free", None)`` when it was released; None while it is still busy."""
+        try:
+            state, value = self.backend.claim(key, token, self.wait, take_free=False)
+        except (OSError, sqlite3.Error) as exc:
+            logger.warning("LLM cache unavailable, calling the upstream directly: %s", exc)
+            return "off", None
+        if state == "hit":
+            return COALESCED, value
+        return (state, None) if state in ("claimed", "free") else None
+
+    def _stored_or_forgotten(self, key: str, value: Value, token: str, state: str) -> None:
+        if state != "off":
+            self._store(key, value, token if state == "claimed" else None)
 
     def _store(self, key: str, value: Value, token: str | None) -> None:
         try:

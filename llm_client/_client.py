@@ -15,9 +15,9 @@ from async_utils.config import AsyncConfig
 
 from ._bridge import AsyncBridge, PoolStats
 from ._cache import ResponseCache, cache_key, make_response_cache
-from ._http import Transport, read_json
+from ._http import Transport
 from ._settings import LLMSettings
-from ._streaming import ChatStream
+from ._streaming import ChatStream, first_choice
 from .exceptions import LLMConfigError, LLMResponseError
 
 Message = Mapping[str, Any]
@@ -45,8 +45,9 @@ class LLMClient:
     Settings not given as arguments come from the environment: ``LLM_BASE_URL``
     (with the version path, e.g. ``http://127.0.0.1:8080/v1``; else
     ``OPENAI_BASE_URL``), ``LLM_API_KEY`` (else ``OPENAI_API_KEY``), ``LLM_MODEL``,
-    ``LLM_EMBEDDING_MODEL``, ``LLM_TIMEOUT`` (read timeout), ``LLM_CONNECT_TIMEOUT``,
-    ``LLM_MAX_RETRIES``; and for the pool ``LLM_ASYNC_WORKERS``,
+    ``LLM_EMBEDDING_MODEL``, ``LLM_TIMEOUT`` (read timeout; for a stream, the longest
+    pause between two events), ``LLM_CONNECT_TIMEOUT``, ``LLM_TOTAL_TIMEOUT`` (a whole call,
+    retries included; a stream until its first event), ``LLM_MAX_RETRIES``; and for the pool ``LLM_ASYNC_WORKERS``,
     ``LLM_ASYNC_QUEUE_SIZE``, ``LLM_ASYNC_TIMEOUT``, ``LLM_ASYNC_ENABLED``; the response
     cache: ``LLM_CACHE``, ``LLM_CACHE_PATH``, ``LLM_CACHE_TTL``, ``LLM_CACHE_SIZE``.
 
@@ -69,6 +70,7 @@ class LLMClient:
         max_retries: int | None = None,
         max_workers: int | None = None,
         connect_timeout: float | None = None,
+        total_timeout: float | None = None,
         embedding_model: str | None = None,
         queue_size: int | None = None,
         async_timeout: float | None = None,
@@ -86,6 +88,7 @@ class LLMClient:
             timeout=timeout,
             max_retries=max_retries,
             connect_timeout=connect_timeout,
+            total_timeout=total_timeout,
             cache=cache,
         )
         try:
@@ -175,25 +178,28 @@ class LLMClient:
             return self._complete(body)
         if self.closed:
             raise RuntimeError("the LLM client is closed")
-        key = cache_key(self._http.url("/chat/completions"), body, self._http.secret())
-        fields, how = self._cache.get_or_call(key, lambda: _cacheable(self._complete(body)))
+        fields, how = self._cache.get_or_call(self._cache_key(body), lambda: _cacheable(self._complete(body)))
         return ChatCompletion(**{**fields, "usage": dict(fields["usage"])}, cache=how)  # usage: not shared
+
+    def _cache_key(self, body: dict[str, Any]) -> str:
+        return cache_key(self._http.url("/chat/completions"), body, self._http.secret())
 
     def _complete(self, body: dict[str, Any]) -> ChatCompletion:
         """Send one chat completion request and parse the answer."""
-        data = read_json(self._http.post("/chat/completions", body))
-        try:
-            choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise LLMResponseError(
-                "chat completion has no choices[0].message.content", body=str(data)[:500]
-            ) from None
+        data = self._http.post_json("/chat/completions", body)
+        choice = first_choice(data)
+        message = choice.get("message")
+        finish_reason = choice.get("finish_reason")
+        content = message.get("content") if isinstance(message, dict) else None
+        # "content": null is an empty answer when the choice says why it ended (a refusal, tool
+        # calls, max_tokens reached at once); without a finish_reason it is no answer at all.
+        if not isinstance(content, str) and not (content is None and isinstance(finish_reason, str)):
+            raise LLMResponseError("chat completion has no choices[0].message.content", body=str(data)[:500])
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         return ChatCompletion(
-            text=text,
+            text=content or "",
             model=str(data.get("model") or self.model),
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
             usage={k: v for k, v in usage.items() if isinstance(v, int)},
         )
 
@@ -214,7 +220,7 @@ class LLMClient:
         messages = _messages(prompt, system_prompt) if isinstance(prompt, str) else prompt
         body = self._chat_body(messages, temperature, max_tokens)
         body["stream"] = True
-        return ChatStream(lambda: self._http.post("/chat/completions", body, stream=True))
+        return ChatStream(lambda: self._http.open_stream("/chat/completions", body), stall=self.settings.timeout)
 
     def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """Embed each text; returns one vector per text, in order."""
@@ -223,7 +229,7 @@ class LLMClient:
             raise TypeError("embed() takes a string or a list of strings")
         if not items:
             return []
-        data = read_json(self._http.post("/embeddings", {"model": self.settings.embeddings_model, "input": items}))
+        data = self._http.post_json("/embeddings", {"model": self.settings.embeddings_model, "input": items})
         try:
             rows = sorted(data["data"], key=lambda row: row.get("index", 0))
             vectors = [[float(x) for x in row["embedding"]] for row in rows]
@@ -252,13 +258,13 @@ class LLMClient:
         system_prompt: str | None = None,
     ) -> str:
         """:meth:`chat` on the thread pool."""
-        return await self._bridge.run(self.chat, prompt, temperature, max_tokens, system_prompt)
+        return (await self.chat_completion_async(_messages(prompt, system_prompt), temperature, max_tokens)).text
 
     async def chat_with_context_async(
         self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
     ) -> str:
         """:meth:`chat_with_context` on the thread pool."""
-        return await self._bridge.run(self.chat_with_context, messages, temperature, max_tokens)
+        return (await self.chat_completion_async(messages, temperature, max_tokens)).text
 
     async def async_chat(self, prompt: str | Sequence[Message], **options: Any) -> str:
         """The name flowllm's op code uses: a prompt (``chat_async``) or a message list
@@ -270,8 +276,23 @@ class LLMClient:
     async def chat_completion_async(
         self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
     ) -> ChatCompletion:
-        """:meth:`chat_completion` on the thread pool."""
-        return await self._bridge.run(self.chat_completion, messages, temperature, max_tokens)
+        """:meth:`chat_completion` on the thread pool.
+
+        With a response cache, only a call that reaches the upstream takes a pool thread: a
+        request answered from the cache, or waiting for an identical one in flight (in this
+        process or, with SQLite, in another), waits on the event loop and holds no slot.
+        """
+        body = self._chat_body(messages, temperature, max_tokens)
+        if self._cache is None or body["temperature"] != 0:
+            return await self._bridge.run(self._complete, body)
+        if self.closed:
+            raise RuntimeError("the LLM client is closed")
+
+        async def call() -> dict[str, Any]:
+            return _cacheable(await self._bridge.run(self._complete, body))
+
+        fields, how = await self._cache.get_or_call_async(self._cache_key(body), call)
+        return ChatCompletion(**{**fields, "usage": dict(fields["usage"])}, cache=how)
 
     async def embed_async(self, texts: str | Sequence[str]) -> list[list[float]]:
         """:meth:`embed` on the thread pool."""
@@ -286,6 +307,15 @@ class LLMClient:
     ) -> AsyncIterator[str]:
         """:meth:`chat_stream` as an async iterator; the stream holds one pool thread."""
         stream = self.chat_stream(prompt, temperature, max_tokens, system_prompt)
+        async with contextlib.aclosing(self.iterate_stream_async(stream)) as parts:
+            async for text in parts:
+                yield text
+
+    async def iterate_stream_async(self, stream: ChatStream) -> AsyncIterator[str]:
+        """The deltas of ``stream`` (made by :meth:`chat_stream`), read on one pool thread.
+
+        For callers that want the stream object too, e.g. its ``finish_reason`` at the end.
+        """
         # aclosing: when our consumer stops early, the bridge's iterator must be
         # closed now (which closes the upstream response), not at garbage collection.
         async with contextlib.aclosing(self._bridge.iterate(lambda: stream, stream.close)) as parts:

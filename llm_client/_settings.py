@@ -20,6 +20,10 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8081/v1"
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
+#: The longest one call may take from start to end (connect, retries and their waits, reading the
+#: whole answer; for a stream: until its first event). Per-read timeouts alone let an upstream that
+#: trickles a byte now and then hold a thread forever.
+DEFAULT_TOTAL_TIMEOUT = 120.0
 DEFAULT_MAX_RETRIES = 2
 #: First backoff delay; doubles per attempt up to MAX_RETRY_DELAY, with jitter.
 INITIAL_RETRY_DELAY = 0.5
@@ -38,6 +42,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "embedding_model": ("LLM_EMBEDDING_MODEL",),
     "timeout": ("LLM_TIMEOUT",),
     "connect_timeout": ("LLM_CONNECT_TIMEOUT",),
+    "total_timeout": ("LLM_TOTAL_TIMEOUT",),
     "max_retries": ("LLM_MAX_RETRIES",),
     "retry_initial_delay": ("LLM_RETRY_INITIAL_DELAY",),
     "retry_after_cap": ("LLM_RETRY_AFTER_CAP",),
@@ -59,6 +64,8 @@ class LLMSettings(BaseModel):
     embedding_model: str | None = None
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
     connect_timeout: float = Field(DEFAULT_CONNECT_TIMEOUT, gt=0)
+    #: ``LLM_TOTAL_TIMEOUT``: the whole call, retries included (see DEFAULT_TOTAL_TIMEOUT).
+    total_timeout: float = Field(DEFAULT_TOTAL_TIMEOUT, gt=0, allow_inf_nan=False)
     max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=20)
     retry_initial_delay: float = Field(INITIAL_RETRY_DELAY, ge=0)
     retry_after_cap: float = Field(MAX_RETRY_AFTER, ge=0)
@@ -91,9 +98,10 @@ class LLMSettings(BaseModel):
     def call_budget(self) -> float:
         """The longest one call may take with all its retries: the lease of a response-cache claim."""
         attempts = self.max_retries + 1
-        return attempts * (self.connect_timeout + self.timeout) + self.max_retries * max(
+        per_attempts = attempts * (self.connect_timeout + self.timeout) + self.max_retries * max(
             MAX_RETRY_DELAY, self.retry_after_cap
         )
+        return min(per_attempts, self.total_timeout)
 
     @property
     def embeddings_model(self) -> str:

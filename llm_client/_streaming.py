@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -9,7 +10,12 @@ from typing import Any
 
 import requests
 
-from .exceptions import LLMConnectionError, LLMResponseError
+from ._deadline import CallGuard
+from ._http import stream_read_error
+from .exceptions import LLMConnectionError, LLMError, LLMResponseError
+
+#: How much of a stream's body is kept to describe one that is not Server-Sent Events.
+_BODY_KEPT = 500
 
 
 def iter_sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
@@ -27,7 +33,7 @@ def iter_sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
         # A last line without its end (or ending in \r, maybe half of \r\n) waits for more bytes.
         buffer = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
         for raw in lines:
-            line = raw.rstrip(b"\r\n").decode("utf-8")
+            line = _decode(raw.rstrip(b"\r\n"))
             if not line:
                 if data:
                     yield "\n".join(data)
@@ -36,7 +42,7 @@ def iter_sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
                 value = line[5:]
                 data.append(value[1:] if value.startswith(" ") else value)
     if buffer.strip():
-        line = buffer.rstrip(b"\r\n").decode("utf-8")
+        line = _decode(buffer.rstrip(b"\r\n"))
         if line.startswith("data:"):
             value = line[5:]
             data.append(value[1:] if value.startswith(" ") else value)
@@ -44,10 +50,31 @@ def iter_sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
         yield "\n".join(data)
 
 
-def parse_chunk(payload: str) -> tuple[str, bool] | None:
-    """``(text delta, finished)`` of one chat-completion chunk; None for ``[DONE]``.
+def _decode(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LLMResponseError("stream line is not UTF-8", body=line.decode("utf-8", "replace")) from None
 
-    :raises LLMResponseError: if the chunk is not JSON, or is an error object.
+
+def first_choice(data: dict[str, Any]) -> dict[str, Any]:
+    """``choices[0]`` of a non-streamed chat completion.
+
+    :raises LLMResponseError: when ``choices`` is missing, empty or not a list of objects.
+    """
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise LLMResponseError("chat completion has no choices[0]", body=str(data)[:500])
+    return choices[0]
+
+
+def parse_chunk(payload: str) -> tuple[str, str | None] | None:
+    """``(text delta, finish_reason)`` of one chat-completion chunk; None for ``[DONE]``.
+
+    ``"content": null`` is no text. ``"choices": []`` is a chunk without a choice (e.g. the
+    usage chunk); a chunk without ``choices`` at all is not a chat-completion chunk.
+
+    :raises LLMResponseError: if the chunk is not JSON, is an error object, or has no ``choices``.
     """
     if payload.strip() == "[DONE]":
         return None
@@ -61,11 +88,15 @@ def parse_chunk(payload: str) -> tuple[str, bool] | None:
         error = event["error"]
         message = error.get("message") if isinstance(error, dict) else str(error)
         raise LLMResponseError(f"upstream error in stream: {message}", body=payload)
-    choices = event.get("choices") or []
+    choices = event.get("choices")
+    if not isinstance(choices, list) or (choices and not isinstance(choices[0], dict)):
+        raise LLMResponseError("stream chunk has no choices", body=payload)
     if not choices:
-        return "", False  # e.g. a usage-only chunk
-    delta = choices[0].get("delta") or {}
-    return delta.get("content") or "", choices[0].get("finish_reason") is not None
+        return "", None  # e.g. a usage-only chunk
+    delta = choices[0].get("delta")
+    content = delta.get("content") if isinstance(delta, dict) else None
+    finish_reason = choices[0].get("finish_reason")
+    return (content if isinstance(content, str) else ""), (finish_reason if isinstance(finish_reason, str) else None)
 
 
 class ChatStream(Iterator[str]):
@@ -74,17 +105,28 @@ class ChatStream(Iterator[str]):
     Nothing is sent until the first ``next()``. ``close()`` (also called by
     ``with``, by garbage collection of a generator wrapping it, or when the
     stream ends) closes the upstream response, and may be called from another
-    thread to interrupt a blocked read.
+    thread to interrupt a blocked read. :attr:`finish_reason` tells why the
+    answer ended (``"stop"``, ``"length"``...) once the upstream said so.
 
-    :param open_response: sends the request (with retries) and returns the response.
+    Until the first event the call's total deadline applies (``LLM_TOTAL_TIMEOUT``, or the
+    deadline of the request it serves); after it, no pause between two events may last
+    longer than ``stall`` seconds (``LLM_TIMEOUT``), however slowly bytes trickle in.
+
+    :param open_response: sends the request (with retries); returns the response and the call's guard.
+    :param stall: the longest pause between two events, in seconds; None = no limit.
     """
 
-    def __init__(self, open_response: Callable[[], requests.Response]) -> None:
+    def __init__(self, open_response: Callable[[], tuple[requests.Response, CallGuard]], *,
+                 stall: float | None = None) -> None:
         self._open = open_response
+        self._stall = stall
         self._response: requests.Response | None = None
+        self._guard: CallGuard | None = None
         self._events: Iterator[str] | None = None
         self._closed = False
-        self._finished = False  # a chunk carried finish_reason
+        self._received = 0  # events read so far
+        self._body = bytearray()  # the first bytes of the body, to tell what a body without events was
+        self.finish_reason: str | None = None
         self._lock = threading.Lock()
 
     def __iter__(self) -> ChatStream:
@@ -95,27 +137,36 @@ class ChatStream(Iterator[str]):
             if self._closed:
                 raise StopIteration
             if self._events is None:
-                response = self._open()
+                response, guard = self._open()
                 with self._lock:
                     if self._closed:
+                        guard.cancel()
                         response.close()
                         raise StopIteration
-                    self._response = response
-                self._events = iter_sse_data(response.iter_content(chunk_size=None))
+                    self._response, self._guard = response, guard
+                self._events = iter_sse_data(self._remember(response.iter_content(chunk_size=None)))
             try:
                 payload = next(self._events)
             except StopIteration:
                 self.close()
-                if self._finished:  # some servers omit [DONE] after the last chunk
+                if self.finish_reason is not None:  # some servers omit [DONE] after the last chunk
                     raise
+                if not self._received and bytes(self._body).strip():
+                    raise LLMResponseError("the stream's body is not Server-Sent Events",
+                                           body=bytes(self._body).decode("utf-8", "replace")) from None
                 raise LLMConnectionError("stream ended before the answer was complete") from None
+            except LLMError:
+                self.close()
+                raise
             except (requests.RequestException, OSError, AttributeError, ValueError) as exc:
                 # AttributeError/ValueError: urllib3 reading from a response closed under it.
-                was_closed = self._closed
+                was_closed, guard = self._closed, self._guard
                 self.close()
-                if was_closed:
+                if was_closed and not (guard is not None and guard.expired):
                     raise StopIteration from None
-                raise LLMConnectionError(f"stream interrupted: {type(exc).__name__}") from exc
+                raise stream_read_error(exc, guard, self._stall, started=self._received > 0) from exc
+            self._received += 1
+            self._after_event()
             try:
                 parsed = parse_chunk(payload)
             except LLMResponseError:
@@ -124,16 +175,37 @@ class ChatStream(Iterator[str]):
             if parsed is None:
                 self.close()
                 raise StopIteration
-            text, finished = parsed
-            self._finished = self._finished or finished
+            text, finish_reason = parsed
+            self.finish_reason = finish_reason or self.finish_reason
             if text:
                 return text
+
+    def _remember(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if len(self._body) < _BODY_KEPT:
+                self._body += chunk[: _BODY_KEPT - len(self._body)]
+            yield chunk
+
+    def _after_event(self) -> None:
+        """From now on the stall limit applies, not the call's deadline (see the class docstring)."""
+        guard, response = self._guard, self._response
+        if guard is None or self._stall is None:
+            return
+        guard.rearm(self._stall, f"LLM_TIMEOUT={self._stall:g}s")
+        if self._received == 1 and response is not None:
+            # The socket's read timeout was cut to the time left of the call's deadline; a stream
+            # running is exempt from that deadline, and its pauses are limited by LLM_TIMEOUT.
+            with contextlib.suppress(AttributeError, OSError):
+                response.raw.connection.sock.settimeout(self._stall)
 
     def close(self) -> None:
         """Close the upstream response; idempotent and thread-safe."""
         with self._lock:
             self._closed = True
             response, self._response = self._response, None
+            guard = self._guard
+        if guard is not None:
+            guard.cancel()
         if response is not None:
             response.close()
 
@@ -149,3 +221,4 @@ class ChatStream(Iterator[str]):
 
     def __del__(self) -> None:
         self.close()
+

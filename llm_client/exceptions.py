@@ -1,13 +1,13 @@
 """The exceptions raised by :mod:`llm_client`.
 
 Every error the client raises derives from :class:`LLMError`; exceptions of
-``requests`` and ``urllib3`` are translated in one place
-(``llm_client._http.Transport.post``) and never leak out::
+``requests`` and ``urllib3`` are translated in one place (``llm_client._http``:
+``Transport`` and ``stream_read_error``) and never leak out::
 
     LLMError
     ├── LLMConfigError            (also ValueError) a bad setting or env variable
     ├── LLMConnectionError        the server could not be reached
-    │   └── LLMTimeoutError       connect or read timeout
+    │   └── LLMTimeoutError       connect or read timeout, the call's total deadline, a stalled stream
     ├── LLMStatusError            the server answered 4xx/5xx (.status_code, .body)
     │   └── LLMRateLimitError     429
     ├── LLMResponseError          a 2xx answer we cannot parse (.body)
@@ -59,7 +59,9 @@ class LLMConnectionError(LLMError):
 
 
 class LLMTimeoutError(LLMConnectionError):
-    """Connecting to, or reading from, the upstream server timed out."""
+    """Connecting to, or reading from, the upstream server timed out; or the call ran past its
+    total deadline (``LLM_TOTAL_TIMEOUT`` or the deadline of the request it serves); or a stream
+    stalled. The message names the setting that ended it."""
 
 
 class LLMStatusError(LLMError):
@@ -80,7 +82,8 @@ class LLMStatusError(LLMError):
 
 
 class LLMRateLimitError(LLMStatusError):
-    """The upstream server answered 429 Too Many Requests (after all retries)."""
+    """The upstream server answered 429 Too Many Requests (after all retries); ``retry_after``
+    holds the seconds its last ``Retry-After`` asked for (a number or an HTTP date), if any."""
 
 
 class LLMResponseError(LLMError):

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 LOG_SIZE = 200
-FAULT_KINDS = frozenset({"reset", "malformed", "bad_shape", "hang", "stream_error", "stream_error_event"})
+FAULT_KINDS = frozenset({"reset", "malformed", "bad_shape", "hang", "stream_error", "stream_error_event",
+                         "trickle", "null_content", "no_choices", "stream_malformed"})
 _WORD_SPLIT = re.compile(r"(?<=\S)(?=\s)")  # "a b c" -> ["a", " b", " c"], like real token deltas
 _INVALID = object()  # a request body that is not JSON
 
@@ -43,17 +44,19 @@ class _Config:
     stream_chunk_delay: float = 0.0
     model: str = "fake-model"
     embedding_dim: int = 8
+    finish_reason: str = "stop"
 
 
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "delay": (int, float), "reply": (str, type(None)), "stream_chunk_delay": (int, float),
-    "model": (str,), "embedding_dim": (int,),
+    "model": (str,), "embedding_dim": (int,), "finish_reason": (str,),
 }
 
 
 def _fresh_stats() -> dict[str, Any]:
     return {"requests": 0, "by_path": {}, "in_flight": 0, "max_concurrency": 0, "connections": 0,
-            "streams_started": 0, "streams_completed": 0, "streams_closed_early": 0, "last_request": None}
+            "streams_started": 0, "streams_completed": 0, "streams_closed_early": 0, "last_request": None,
+            "trickles_started": 0, "trickles_closed": 0}
 
 
 def _error(message: str, type_: str = "invalid_request_error") -> dict[str, Any]:
@@ -397,6 +400,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             if kind == "hang":
                 up._sleep(float(fault.get("seconds", 5)))
+            if kind == "trickle":
+                self._trickle(float(fault.get("interval", 1.0)), str(fault.get("first", "")), generation)
+                return
             if up._stopping.is_set():  # woken by stop(): drop the request
                 self.close_connection = True
                 return
@@ -447,12 +453,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         prompt = sum(len(_text_of(m.get("content")).split()) for m in messages)
         completion = len(text.split())
-        self._send_json(200, {
+        answer: dict[str, Any] = {
             "id": cid, "object": "chat.completion", "created": int(time.time()), "model": cfg.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": None if kind == "null_content"
+                                                 else text}, "finish_reason": cfg.finish_reason}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion},
-        })
+        }
+        if kind == "no_choices":
+            del answer["choices"]
+        self._send_json(200, answer)
+
+    def _trickle(self, interval: float, first: str, generation: int) -> None:
+        """A 200 whose body never ends: ``first`` (e.g. a whole SSE event), then one space (valid before
+        JSON, and in no SSE field) per ``interval``, until the client closes the connection (counted in
+        ``trickles_closed``) or the server stops."""
+        up = self.server.upstream
+        up._bump("trickles_started", generation)
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if first:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(first.encode()), first.encode()))
+            while not up._stopping.is_set():
+                self.wfile.write(b"1\r\n \r\n")
+                up._sleep(interval)
+        except OSError:  # BrokenPipeError / ConnectionResetError: the client closed it
+            up._bump("trickles_closed", generation)
 
     def _stream(self, cid: str, text: str, cfg: _Config, kind: str | None, generation: int) -> None:
         """SSE over chunked encoding: one HTTP chunk per event, so the connection stays reusable."""
@@ -465,9 +495,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
+        pieces = [None] if kind == "null_content" else _WORD_SPLIT.split(text)
         frames = [event({"role": "assistant", "content": piece} if i == 0 else {"content": piece}, None)
-                  for i, piece in enumerate(_WORD_SPLIT.split(text))]
-        frames += [event({}, "stop"), b"data: [DONE]\n\n"]
+                  for i, piece in enumerate(pieces)]
+        frames += [event({}, cfg.finish_reason), b"data: [DONE]\n\n"]
+        if kind == "no_choices":
+            frames = [b"data: " + json.dumps({"id": cid, "object": "chat.completion.chunk"}).encode() + b"\n\n"]
+        elif kind == "stream_malformed":  # a good first chunk, then one that is not JSON
+            frames = frames[:1] + [b'data: {"choices": [\n\n']
         if kind == "stream_error":
             frames = frames[:2]
         elif kind == "stream_error_event":

@@ -216,6 +216,35 @@ def test_malformed_and_bad_shape_faults(upstream: FakeUpstream, session: request
     assert bad_shape.status_code == 200 and bad_shape.json() == {"foo": 1}
 
 
+def test_trickle_fault_sends_a_byte_at_a_time_until_the_client_closes(
+    upstream: FakeUpstream, session: requests.Session
+) -> None:
+    upstream.push_faults({"kind": "trickle", "interval": 0.02})
+    response = chat(session, upstream, stream=True)  # stream=True here only so the body is read by hand
+    assert response.status_code == 200
+    body = response.iter_content(chunk_size=1)
+    assert [next(body) for _ in range(3)] == [b" "] * 3
+    assert upstream.stats()["trickles_closed"] == 0
+    response.close()
+    assert upstream.wait_for(lambda s: s["trickles_closed"] == 1, timeout=10)
+
+
+def test_answer_shape_faults_and_finish_reason(upstream: FakeUpstream, session: requests.Session) -> None:
+    upstream.push_faults({"kind": "null_content"}, {"kind": "no_choices"}, {"kind": "no_choices"},
+                         {"kind": "stream_malformed"})
+    assert chat(session, upstream).json()["choices"][0]["message"] == {"role": "assistant", "content": None}
+    assert "choices" not in chat(session, upstream).json()
+    chunks = sse_data(chat(session, upstream, stream=True))
+    assert len(chunks) == 1 and "choices" not in json.loads(chunks[0])
+    good, bad = sse_data(chat(session, upstream, stream=True))
+    assert json.loads(good)["choices"][0]["delta"]["content"] == "echo:"
+    with pytest.raises(ValueError):
+        json.loads(bad)
+    upstream.configure(finish_reason="length")
+    assert chat(session, upstream).json()["choices"][0]["finish_reason"] == "length"
+    assert json.loads(sse_data(chat(session, upstream, stream=True))[-2])["choices"][0]["finish_reason"] == "length"
+
+
 def test_hang_fault_triggers_a_read_timeout(upstream: FakeUpstream, session: requests.Session) -> None:
     upstream.push_faults({"kind": "hang", "seconds": 3})
     with pytest.raises(requests.ReadTimeout):
@@ -331,7 +360,7 @@ def test_reset_restores_defaults(upstream: FakeUpstream, session: requests.Sessi
     chat(session, upstream)
     upstream.reset()
     assert upstream.config() == {"delay": 0.0, "reply": None, "stream_chunk_delay": 0.0, "model": "fake-model",
-                                 "embedding_dim": 8}
+                                 "embedding_dim": 8, "finish_reason": "stop"}
     stats = upstream.stats()
     assert (stats["requests"], stats["connections"], stats["last_request"], stats["requests_log"]) == (0, 0, None, [])
     assert chat(session, upstream).json()["choices"][0]["message"]["content"] == "echo: hello world"

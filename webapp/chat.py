@@ -16,19 +16,22 @@ __all__ = ["chat_events", "check_capacity"]
 async def chat_events(
     client: LLMClient, messages: list[dict[str, str]], temperature: float, max_tokens: int
 ) -> AsyncIterator[dict[str, Any]]:
-    """``start`` with the model, one ``content`` per text delta, ``done`` with counts.
+    """``start`` with the model, one ``content`` per text delta, ``done`` with counts and
+    the upstream's ``finish_reason`` (``"length"``: the answer was cut at ``max_tokens``).
 
     Closing it early (the client went away) closes the upstream response at once,
     not when the generator is garbage-collected.
     """
     yield sse.start({"model": client.model})
     chunks = characters = 0
-    async with contextlib.aclosing(client.chat_stream_async(messages, temperature, max_tokens)) as deltas:
+    stream = client.chat_stream(messages, temperature, max_tokens)
+    async with contextlib.aclosing(client.iterate_stream_async(stream)) as deltas:
         async for delta in deltas:
             chunks += 1
             characters += len(delta)
             yield sse.content(delta)
-    yield sse.done({"model": client.model, "chunks": chunks, "characters": characters})
+    yield sse.done({"model": client.model, "chunks": chunks, "characters": characters,
+                    "finish_reason": stream.finish_reason})
 
 
 def check_capacity(client: LLMClient) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -16,6 +17,7 @@ from llm_client import (
     LLMConnectionError,
     LLMError,
     LLMQueueFullError,
+    LLMRateLimitError,
     LLMResponseError,
     LLMStatusError,
     LLMTimeoutError,
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a client is told to wait when the LLM pool is saturated.
 RETRY_AFTER_SECONDS = 1
+#: The longest upstream ``Retry-After`` passed on to our clients (a rate limit of a day still says "later").
+MAX_RETRY_AFTER_SECONDS = 300
 
 
 class APIError(Exception):
@@ -74,6 +78,7 @@ _CLASSES: tuple[tuple[type[BaseException], int, str], ...] = (
     (LLMQueueFullError, 503, "overloaded"),
     (LLMTimeoutError, 504, "upstream_timeout"),
     (asyncio.TimeoutError, 504, "upstream_timeout"),
+    (LLMRateLimitError, 429, "rate_limited"),
     (LLMStatusError, 502, "upstream_error"),
     (LLMConnectionError, 502, "upstream_unreachable"),
     (LLMResponseError, 502, "upstream_bad_response"),
@@ -98,6 +103,15 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
     return 500, "internal_error", "internal server error; see the server log"
 
 
+def retry_after(exc: BaseException) -> int:
+    """Whole seconds for ``Retry-After``: what a rate-limiting upstream asked for (capped at
+    :data:`MAX_RETRY_AFTER_SECONDS`, at least 1), else :data:`RETRY_AFTER_SECONDS`."""
+    seconds = getattr(exc, "retry_after", None) if isinstance(exc, LLMRateLimitError) else None
+    if seconds is None:
+        return RETRY_AFTER_SECONDS
+    return max(1, min(MAX_RETRY_AFTER_SECONDS, math.ceil(seconds)))
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def _api_error(exc: APIError) -> Response:
@@ -107,7 +121,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(asyncio.TimeoutError)
     def _llm_error(exc: Exception) -> Response:
         status, type_, message = classify(exc)
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+        headers = {"Retry-After": str(retry_after(exc))} if status in (429, 503) else None
         return error_response(status, type_, message, headers)
 
     @app.errorhandler(HTTPException)

@@ -33,6 +33,7 @@ ERROR_STATUSES: Mapping[int, str] = {
     413: "the request body is too large",
     415: "the body is not JSON",
     422: "the op or function could not work with its input",
+    429: "the LLM server limits our rate; Retry-After passes on how long it asked us to wait",
     502: "the LLM server answered with an error",
     503: "every LLM slot (or task slot) is busy, or the LLM server does not answer; see Retry-After",
     504: "the LLM call or the request deadline ran out",
@@ -40,7 +41,7 @@ ERROR_STATUSES: Mapping[int, str] = {
 #: Errors any request with a JSON body may get.
 _BODY_ERRORS = (400, 413, 415)
 #: Errors of a request that calls the LLM server.
-_LLM_ERRORS = (502, 503, 504)
+_LLM_ERRORS = (429, 502, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         error = {"application/json": {"schema": components.ref(s.Error, "serialization")}}
         for status in sorted(errors):
             responses[str(status)] = {"description": ERROR_STATUSES[status], "content": error}
-            if status == 503:
+            if status in (429, 503):
                 responses[str(status)]["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
         operation: dict[str, Any] = {
             "operationId": f"{op.method.lower()}_{re.sub(r'[^A-Za-z0-9]+', '_', op.path).strip('_')}",

@@ -54,11 +54,13 @@ class ChatRequest(BaseModel):
 
 
 class ChatResponse(BaseModel):
-    """``POST /api/chat``: the answer, the model that wrote it and its token counts."""
+    """``POST /api/chat``: the answer, the model that wrote it, its token counts and why it ended
+    (``finish_reason``: ``"stop"``, or ``"length"`` when cut at ``max_tokens``; null if the upstream did not say)."""
 
     response: str
     model: str
     usage: dict[str, int] = {}
+    finish_reason: str | None = None
 
 
 class StreamEvent(BaseModel):

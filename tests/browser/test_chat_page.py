@@ -236,3 +236,22 @@ def test_without_javascript_the_page_says_chat_needs_it(live: GunicornServer, br
         expect(page.get_by_role("button", name="New chat")).to_be_hidden()
     finally:
         context.close()
+
+
+def test_an_answer_cut_at_max_tokens_is_marked_truncated(
+    live: GunicornServer, page: Page, upstream: FakeUpstream
+) -> None:
+    upstream.configure(reply="The answer was going to be", finish_reason="length")
+    open_chat(page, live)
+    ask(page, "Tell me everything")
+    expect(answers(page)).to_have_text("The answer was going to be")
+    note = page.locator("#chat-log .msg-assistant .msg-status")
+    expect(note).to_have_text("(truncated)")
+    page.reload()  # the mark is kept with the conversation
+    expect(note).to_have_text("(truncated)")
+
+    upstream.configure(reply="A complete answer.", finish_reason="stop")
+    ask(page, "Briefly, then")
+    expect(answers(page).nth(1)).to_have_text("A complete answer.")
+    expect(note.nth(1)).to_have_text("")
+    assert page.js_errors == []  # type: ignore[attr-defined]

@@ -108,3 +108,41 @@ def test_memory_cache_in_the_app(upstream: FakeUpstream) -> None:
         uncached = client.post("/api/chat", json={"message": "hi"})  # default temperature 0.7
         assert uncached.status_code == 200 and "X-Cache" not in uncached.headers
         assert chats(upstream) == 2
+
+
+def test_20_identical_chats_against_the_default_deployment_share_one_upstream_call(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """gunicorn.conf.py's defaults (workers, threads, pool, queue): only the bind address, LLM_BASE_URL
+    and LLM_CACHE are set. Every request answers 200, and the upstream is called once: requests that
+    wait for another's call (in their worker, or in the other through the SQLite claim) hold no LLM slot."""
+    server = GunicornServer({"LLM_BASE_URL": upstream.base_url, "LLM_CACHE": f"sqlite:{tmp_path / 'cache.db'}"},
+                            log_path=tmp_path / "gunicorn.log")
+    for name in list(server.env):  # nothing but the defaults: no sizes, and none of the caller's settings
+        if name.startswith(("LLM_", "OPENAI_", "FLOWBRIDGE_", "GUNICORN_", "WEB_CONCURRENCY")):
+            del server.env[name]
+    server.env.update({"FLOWBRIDGE_BIND": f"127.0.0.1:{server.port}", "LLM_BASE_URL": upstream.base_url,
+                       "LLM_CACHE": f"sqlite:{tmp_path / 'cache.db'}"})
+    upstream.configure(delay=2.0)
+    running: list[float] = []
+    with server:
+        with ThreadPoolExecutor(21) as pool:
+            burst = [pool.submit(ask, server, "one answer for all") for _ in range(20)]
+            while not all(f.done() for f in burst) and len(running) < 400:  # bounded: ~20 s of scrapes
+                running.append(pool_running(server))
+                time.sleep(0.05)
+            results = [f.result(timeout=60) for f in burst]
+    assert [status for status, _ in results] == [200] * 20
+    assert {body["response"] for _, body in results} == {"echo: one answer for all"}
+    assert chats(upstream) == 1
+    # Only the one upstream call ever ran on an LLM pool thread (summed over both workers).
+    assert running and max(running) <= 1
+
+
+def pool_running(server: GunicornServer) -> float:
+    """``flowbridge_llm_pool_running`` of /metrics: LLM calls on pool threads, all workers."""
+    with requests.get(f"{server.url}/metrics", timeout=30) as response:
+        values = [float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines()
+                  if line.startswith("flowbridge_llm_pool_running")]
+    assert values, "/metrics has no flowbridge_llm_pool_running"
+    return sum(values)

@@ -83,7 +83,8 @@ def test_the_model_name_is_escaped(upstream: FakeUpstream) -> None:
 def test_the_first_load_is_well_under_100_kb(client: FlaskClient) -> None:
     html = client.get("/chat").get_data()
     assets = re.findall(rb'(?:href|src)="(/static/[^"]+)"', html)
-    assert {a.rsplit(b"/", 1)[-1] for a in assets} == {b"app.css", b"chat.css", b"events.js", b"chat.js"}
+    assert {a.rsplit(b"/", 1)[-1] for a in assets} == {b"app.css", b"chat.css", b"events.js", b"chat.js",
+                                                      b"favicon.svg"}
     total = len(html)
     for asset in assets:
         response = client.get(asset.decode())

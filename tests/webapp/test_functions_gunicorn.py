@@ -162,7 +162,7 @@ def test_chat_stream_streams_the_reply_as_content_deltas(http: httpx.Client, ups
     assert "".join(contents) == REPLY
     assert events[0]["data"]["model"]
     assert events[-1]["data"] == {"model": events[0]["data"]["model"], "chunks": len(contents),
-                                  "characters": len(REPLY)}
+                                  "characters": len(REPLY), "finish_reason": "stop"}
     sent = upstream.stats()["last_request"]["json"]
     assert sent["stream"] is True and [m["role"] for m in sent["messages"]] == ["system", "user"]
     assert upstream.wait_for(lambda s: s["streams_completed"] == 1)  # counted just after the last byte

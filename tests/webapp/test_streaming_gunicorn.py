@@ -64,7 +64,8 @@ def test_chat_streams_content_deltas(http: httpx.Client, upstream: FakeUpstream)
     assert len(contents) > 1, "the answer arrives in pieces"
     assert text_of(events) == REPLY
     assert events[-1] == {"type": "done", "data": {"model": events[0]["data"]["model"],
-                                                   "chunks": len(contents), "characters": len(REPLY)}}
+                                                   "chunks": len(contents), "characters": len(REPLY),
+                                                   "finish_reason": "stop"}}
     assert upstream.wait_for(lambda s: s["streams_completed"] == 1)  # counted just after the last byte
 
 

@@ -31,7 +31,8 @@ async def chat() -> Response:
         check_capacity(client)
         return sse.sse_response(chat_events(client, body.conversation(), body.temperature, body.max_tokens))
     result = await client.chat_completion_async(body.conversation(), body.temperature, body.max_tokens)
-    reply = ChatResponse(response=result.text, model=result.model, usage=result.usage)
+    reply = ChatResponse(response=result.text, model=result.model, usage=result.usage,
+                         finish_reason=result.finish_reason)
     response = jsonify(reply.model_dump())
     if result.cache:  # LLM_CACHE is on and the request was cacheable
         response.headers["X-Cache"] = result.cache  # miss | hit | coalesced

@@ -3,7 +3,8 @@
  *
  * The conversation is a list of turns {role: "user"|"assistant", content, status, error, model}; status is
  * "streaming" while an answer arrives, "stopped" after Stop (the partial answer stays and is sent as history),
- * "error" when the answer failed (shown inline with Retry; never sent as history). It is kept in sessionStorage,
+ * "error" when the answer failed (shown inline with Retry; never sent as history). An answer whose `done` event
+ * says finish_reason "length" (cut at max tokens) is marked truncated and shown with "(truncated)". It is kept in sessionStorage,
  * so a reload keeps it; "New chat" clears it. Every string goes into the page with textContent.
  */
 (function () {
@@ -34,7 +35,7 @@
     try {
       sessionStorage.setItem(KEY, JSON.stringify({
         turns: turns.map((t) => ({role: t.role, content: t.content, status: t.status, error: t.error,
-                                  model: t.model})),
+                                  model: t.model, truncated: t.truncated})),
         system: system.value, temperature: numbers[0].el.value, max_tokens: numbers[1].el.value}));
     } catch (ignored) { /* storage full or disabled: the page still works */ }
   }
@@ -55,6 +56,7 @@
       }
       if (typeof t.error === "string") turn.error = t.error;
       if (typeof t.model === "string") turn.model = t.model;
+      if (t.truncated === true) turn.truncated = true;
       turns.push(turn);
     }
   }
@@ -94,10 +96,11 @@
     view.classList.toggle("stopped", turn.status === "stopped");
     view.classList.toggle("failed", turn.status === "error");
     view.querySelector(".msg-model").textContent = turn.model || root.dataset.model || "";
-    // "(stopped)" or the error, created only when there is one
+    // "(stopped)", "(truncated)" (cut at max tokens) or the error, created only when there is one
     const status = view.querySelector(".msg-status");
     status.replaceChildren();
     if (turn.status === "stopped") status.append(el("span", "msg-note", "(stopped)"));
+    if (turn.truncated && !turn.status) status.append(el("span", "msg-note msg-truncated", "(truncated)"));
     if (turn.status === "error") {
       const error = el("div", "msg-error", turn.error || "the answer failed");
       error.setAttribute("role", "alert");
@@ -201,7 +204,11 @@
       if (last.type === "error") {
         turn.status = "error";
         turn.error = typeof last.data === "string" ? last.data : JSON.stringify(last.data);
-      } else delete turn.status;
+      } else {
+        delete turn.status;
+        // the model stopped because it reached max_tokens, not because the answer was complete
+        if (last.data && last.data.finish_reason === "length") turn.truncated = true;
+      }
     } catch (e) {
       if (e && e.name === "AbortError") turn.status = "stopped";
       else {
