@@ -21,13 +21,10 @@ the view runs:
   before the first event (checking the input, opening the upstream stream) is
   still under the deadline.
 
-When an LLM call is cut off by the deadline, the request is answered at once,
-but a call already running on the LLM pool cannot be interrupted: its pool
-thread (and slot) stays busy until the upstream answers or ``LLM_TIMEOUT``
-(per attempt, ``LLM_MAX_RETRIES`` retries) ends it. ``LLM_ASYNC_TIMEOUT``
-bounds the wait of one ``*_async`` call the same way and answers 504
-``upstream_timeout``; set it below ``FLOWBRIDGE_REQUEST_TIMEOUT`` for that more
-specific answer, and ``LLM_TIMEOUT`` to bound how long a slot stays taken.
+When an LLM call is cut off by the deadline, the request is answered at once
+and the call ends too: the client closes its upstream connection at the
+earlier of ``LLM_TOTAL_TIMEOUT`` and this request's deadline (see
+:func:`async_utils.current_deadline`), so its pool thread is free again.
 
 **Capacity** (work slots, the bounded wait queue, threads reserved for health
 checks) is :mod:`webapp.guards.capacity`, installed by :func:`init_app` before
