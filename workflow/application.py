@@ -9,7 +9,6 @@ process can answer report, result and cancel for any task.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ from .document import WorkflowDocument
 from .engine import Limits, TaskCanceled, TaskDeadline, TaskRun
 from .executor import RuntimeSettings, get_node_executor
 from .report import TaskState
+from .storable import UnstorableValue, check_storable, loads
 from .store import MemoryTaskStore, TaskRecord, TaskStore, _abandon_report, process_owner_id
 from .validation import validate_schema, validate_task
 
@@ -43,7 +43,8 @@ class TaskCapacityError(RuntimeError):
 
 
 class WorkflowInputError(ValueError):
-    """The TaskRun request itself is malformed (schema not JSON, inputs not an object)."""
+    """The TaskRun request itself is malformed (schema not JSON, inputs not an object, a value a task
+    cannot hold: see :mod:`workflow.storable`); the message names what is wrong."""
 
 
 class WorkflowRuntime:
@@ -194,15 +195,12 @@ class WorkflowRuntime:
     def run(self, schema: Any, inputs: Any = None) -> str:
         """Validate and start a task; returns its ID (status ``processing``, or ``failed`` if invalid).
 
-        :raises WorkflowInputError: when ``schema`` is not JSON or ``inputs`` not an object.
+        :raises WorkflowInputError: when ``schema`` is not JSON or ``inputs`` not an object, or either
+            holds a value a task cannot (before anything is recorded).
         :raises TaskCapacityError: when this process is full.
         """
         self._ensure_loop()  # also starts housekeeping: orphans of dead processes get failed
-        schema_obj = parse_schema(schema)
-        if inputs is None:
-            inputs = {}
-        if not isinstance(inputs, dict):
-            raise WorkflowInputError("inputs must be a JSON object")
+        schema_obj, inputs = check_request(schema, inputs)
         task_id = str(uuid.uuid4())
         state = TaskState(task_id, inputs)
         now = time.time()
@@ -247,15 +245,35 @@ class WorkflowRuntime:
 
     async def _process(self, task_id: str, run: TaskRun) -> dict[str, Any]:
         try:
-            outputs = await run.process()
+            try:
+                outputs = await run.process()
+            except Exception as exc:  # raised outside any node's own recording (saving progress...): say so
+                logger.exception("task %s failed", task_id)
+                outputs = _fail_run(run, f"Task failed: {str(exc) or type(exc).__name__}")
             state = run.state
             error = "; ".join(m["message"] for m in state.messages["error"]) or None
-            self.store.update(task_id, status=state.workflow.status, outputs=outputs, report=state.export(),
-                              error=error if state.workflow.status == "failed" else None, finished_at=time.time())
+            rest, parts = state.export_progress()
+            try:
+                self.store.save_progress(task_id, state.workflow.status, rest, outputs=outputs, parts=parts,
+                                         error=error if state.workflow.status == "failed" else None, force=True)
+            except Exception as exc:  # never leave it processing: record the failure without the new report
+                logger.exception("saving the outcome of task %s failed", task_id)
+                self._record_unsaved(task_id, f"Task failed: its report could not be saved: {exc}")
+                return {}
             return outputs
         finally:
             self._runs.pop(task_id, None)
             self._futures.pop(task_id, None)
+
+    def _record_unsaved(self, task_id: str, message: str) -> None:
+        """Fail a task whose outcome could not be saved, with ``message`` in its last saved report."""
+        try:
+            record = self.store.get(task_id)
+            now = time.time()
+            self.store.update(task_id, status="failed", error=message, outputs={}, finished_at=now,
+                              report=_abandon_report(record.report if record else None, message, now))
+        except Exception:  # the store itself is failing: the heartbeat check fails the task later
+            logger.exception("recording task %s as failed failed", task_id)
 
     def report(self, task_id: str) -> dict[str, Any] | None:
         record = self.get(task_id)
@@ -339,8 +357,22 @@ class _ProgressSaver:
         self.pending = False
         self.last = time.monotonic()
         state = run.state
-        self.store.save_progress(self.task_id, state.workflow.status, state.export(),
+        rest, parts = state.export_progress()  # each snapshot is written once: the cost stays flat
+        self.store.save_progress(self.task_id, state.workflow.status, rest, parts=parts,
                                  outputs=state.outputs if state.workflow.terminated else None)
+
+
+def _fail_run(run: TaskRun, message: str) -> dict[str, Any]:
+    """End ``run`` failed with ``message`` (unless it already ended); returns its outputs ({})."""
+    state = run.state
+    if not state.workflow.terminated:
+        state.add_message("error", message)
+        for status in state.nodes.values():
+            if status.status == "processing":
+                status.set("failed")
+        state.outputs = {}
+        state.workflow.set("failed")
+    return state.outputs if state.workflow.status == "succeeded" else {}
 
 
 async def _fail_all(runs: list[TaskRun], message: str) -> None:
@@ -377,12 +409,35 @@ def parse_schema(schema: Any) -> dict[str, Any]:
     """The schema as a dict: FlowGram sends it as a JSON string; an object is accepted too."""
     if isinstance(schema, str):
         try:
-            schema = json.loads(schema)
+            schema = loads(schema, "schema")
+        except UnstorableValue as exc:
+            raise WorkflowInputError(str(exc)) from None
         except ValueError as exc:
             raise WorkflowInputError(f"schema is not valid JSON: {exc}") from None
     if not isinstance(schema, dict):
         raise WorkflowInputError("schema must be a JSON object (or a JSON string of one)")
     return schema
+
+
+def check_request(schema: Any, inputs: Any, *, inputs_object: bool = True) -> tuple[dict[str, Any], Any]:
+    """The schema and inputs of a TaskRun or TaskValidate request, checked before anything is recorded.
+
+    :raises WorkflowInputError: naming the problem: the schema is not a JSON object (or a JSON string
+        of one), the inputs are not an object, or either holds a value a task cannot hold (nested
+        deeper than :data:`~workflow.storable.MAX_NESTING`, a lone surrogate, NaN, a huge integer).
+    :param inputs_object: False to let TaskValidate report inputs that are not an object as FlowGram does.
+    """
+    schema_obj = parse_schema(schema)
+    if inputs is None:
+        inputs = {}
+    if inputs_object and not isinstance(inputs, dict):
+        raise WorkflowInputError("inputs must be a JSON object")
+    try:
+        check_storable(schema_obj, "schema")
+        check_storable(inputs, "inputs")
+    except UnstorableValue as exc:
+        raise WorkflowInputError(str(exc)) from None
+    return schema_obj, inputs
 
 
 def _node_types(schema: dict[str, Any]) -> set[str]:
@@ -458,8 +513,8 @@ def TaskCancelAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str
 @_api
 def TaskValidateAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
     """``{schema, inputs}`` → ``{valid, errors?}``; node types with no executor add a warning."""
-    schema = parse_schema(request.get("schema"))
-    errors = validate_task(schema, request.get("inputs") or {})
+    schema, inputs = check_request(request.get("schema"), request.get("inputs") or {}, inputs_object=False)
+    errors = validate_task(schema, inputs)
     result: dict[str, Any] = {"valid": not errors}
     if errors:
         result["errors"] = errors

@@ -15,7 +15,8 @@ from typing import Any
 
 from .document import TERMINAL_TYPES, WorkflowDocument, WorkflowNode
 from .executor import NodeError, NodeResult, RuntimeSettings, get_node_executor
-from .report import TaskState
+from .report import TaskState, storable_text
+from .storable import UnstorableValue, check_storable
 from .values import TypedValue, infer_typed, output_defaults, parse_inputs, render_template, resolve_flow_value
 
 LOCALS_SUFFIX = "_locals"
@@ -173,12 +174,19 @@ class TaskRun:
     # -- running ----------------------------------------------------------------------------
 
     async def process(self) -> dict[str, Any]:
-        """Run from the start node; returns the workflow outputs ({} unless succeeded)."""
+        """Run from the start node; returns the workflow outputs ({} unless succeeded).
+
+        Every way to fail leaves its reason in ``messages.error``: a node's own error, the
+        deadline, the end node not reached, or whatever else was raised.
+        """
         state = self.state
         state.workflow.set("processing")
         self.changed()
+        scope = Scope(VariableStore())
         try:
-            await self.execute_node(self.document.start, Scope(VariableStore()))
+            await self.execute_node(self.document.start, scope)
+            if not self.cancelled:
+                self._check_end_reached(scope)
         except TaskCanceled:
             return {}
         except Exception as exc:
@@ -189,6 +197,8 @@ class TaskRun:
                 for status in state.nodes.values():
                     if status.status == "processing":
                         status.set("failed")
+            elif not state.messages["error"]:  # raised outside a node's own recording
+                state.add_message("error", str(exc) or type(exc).__name__)
             state.outputs = {}
             state.workflow.set("failed")
             self.changed()
@@ -199,15 +209,25 @@ class TaskRun:
         self.changed()
         return state.outputs
 
+    def _check_end_reached(self, scope: Scope) -> None:
+        """Raise naming what the end node waited for if the run finished without reaching it."""
+        end = self.document.find("end")
+        if end is None or end.id in scope.executed:
+            return
+        waiting = [prev for prev in end.prev if prev not in scope.executed]
+        names = ", ".join(f'"{n}"' for n in waiting)
+        why = (f"it waits for {names}, which never ran" if waiting
+               else "no path from the start node leads to it")
+        raise NodeError(f'The end node "{end.id}" was not reached: {why}')
+
     async def execute_node(self, node: WorkflowNode, scope: Scope) -> None:
         """Run ``node`` and what follows it: a chain in this loop (no recursion, so
         chains of any length work), fan-outs concurrently."""
         current: WorkflowNode | None = node
         while current is not None:
-            result = await self._execute_one(current, scope)
-            if result is None:
+            targets = await self._execute_one(current, scope)
+            if targets is None:
                 return
-            targets = self._next_nodes(current, result, scope)
             if len(targets) == 1:
                 current = targets[0]
                 continue
@@ -215,8 +235,9 @@ class TaskRun:
                 await _gather_all(self.execute_node(target, scope) for target in targets)
             return
 
-    async def _execute_one(self, node: WorkflowNode, scope: Scope) -> NodeResult | None:
-        """Run one node; None if it must not run yet (a join) or the task was canceled."""
+    async def _execute_one(self, node: WorkflowNode, scope: Scope) -> list[WorkflowNode] | None:
+        """Run one node; returns the nodes to run next ([] at the end of a path), or None if it must
+        not run yet (a join) or the task was canceled. A branch with no edge fails the node."""
         if any(prev not in scope.executed for prev in node.prev):
             return None  # a join: the last predecessor to finish runs it
         self.check_continue()
@@ -231,22 +252,24 @@ class TaskRun:
             result = await self._run_executor(node, context, scope)
             if self.cancelled:
                 return None
+            _check_result(node, result)
             snapshot["outputs"] = result.outputs
             if result.snapshot_inputs is not None:
                 snapshot["inputs"] = result.snapshot_inputs
             if result.branch is not None:
                 snapshot["branch"] = result.branch
             self._set_outputs(node, result.outputs, scope)
+            targets = self._next_nodes(node, result, scope)
             scope.executed.add(node.id)
             status.set("succeeded")
             self.changed()
-            return result
+            return targets
         except (TaskCanceled, TaskDeadline):
             raise
         except Exception as exc:
             if self.cancelled:
                 raise TaskCanceled() from exc
-            message = str(exc) or type(exc).__name__
+            message = storable_text(str(exc) or type(exc).__name__)
             snapshot["error"] = message
             self.state.add_message("error", message, node.id)
             status.set("failed")
@@ -358,6 +381,16 @@ class TaskRun:
                     raise NodeError(f"Array items type must be same, expect {expected}, but got {value.type}")
                 collected[name].append(value.value)
         return NodeResult(collected)
+
+
+def _check_result(node: WorkflowNode, result: NodeResult) -> None:
+    """Fail the node, naming it and the problem, if what it returned cannot be stored (:mod:`.storable`)."""
+    try:
+        check_storable(result.outputs, "outputs")
+        if result.snapshot_inputs is not None:
+            check_storable(result.snapshot_inputs, "inputs")
+    except UnstorableValue as exc:
+        raise NodeError(f'Node "{node.id}" returned a value that cannot be stored: {exc}') from None
 
 
 def _typed(value: Any, schema: dict[str, Any] | None) -> TypedValue:

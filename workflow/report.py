@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import itertools
+import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +15,10 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 MESSAGE_TYPES = ("log", "info", "debug", "error", "warning")
 #: Input names whose values never appear in reports.
 SECRET_INPUTS = frozenset({"apiKey", "api_key", "apikey", "authorization", "Authorization", "password", "token"})
+#: The same names and a few more, compared case-insensitively without ``-``, ``_`` and spaces (so
+#: ``X-Api-Key``, ``API_KEY`` and ``proxy-authorization`` are secret too).
+_SECRET_NAMES = frozenset({"apikey", "xapikey", "authorization", "proxyauthorization", "password", "passwd",
+                           "token", "accesstoken", "refreshtoken", "secret", "clientsecret", "cookie"})
 MASK = "******"
 
 
@@ -26,6 +33,11 @@ class Status:
     status: str = "pending"
     start_time: int | None = None
     end_time: int | None = None
+    #: the task's change counter (see :meth:`TaskState.node_status`); each :meth:`set` takes its next value
+    clock: Callable[[], int] | None = field(default=None, repr=False, compare=False)
+    #: position of the latest change among all status changes of the task (exported as ``seq``), so a
+    #: reader of the stored report can tell which changes it has seen: event streams resume from it
+    seq: int | None = None
 
     def set(self, status: str) -> None:
         if self.status in TERMINAL_STATUSES and status not in TERMINAL_STATUSES:
@@ -37,6 +49,8 @@ class Status:
         elif status in TERMINAL_STATUSES:
             self.end_time = now_ms()
         self.status = status
+        if self.clock is not None:
+            self.seq = self.clock()
 
     @property
     def terminated(self) -> bool:
@@ -52,13 +66,35 @@ class Status:
             data["timeCost"] = 0
         else:
             data["timeCost"] = (self.end_time or now_ms()) - self.start_time
+        if self.seq is not None:
+            data["seq"] = self.seq
         return data
 
 
+def is_secret_name(key: Any) -> bool:
+    """Whether a value stored under ``key`` is a secret (``apiKey``, ``Authorization``, ``X-Api-Key``...)."""
+    return key in SECRET_INPUTS or re.sub(r"[-_ ]", "", str(key)).lower() in _SECRET_NAMES
+
+
+def _masked(value: Any) -> Any:
+    """A secret value masked: every non-empty leaf becomes :data:`MASK`. A dict keeps its ``type``
+    (a flow value ``{"type": "constant", "content": "sk-..."}`` or a JSON schema ``{"type": "string"}``
+    still says what it is), so a workflow schema stays readable."""
+    if value in (None, ""):
+        return value
+    if isinstance(value, dict):
+        return {k: (v if k == "type" and isinstance(v, str) else _masked(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return MASK
+
+
 def mask_secrets(values: Any) -> Any:
-    """A copy of ``values`` with secret-looking keys masked (apiKey, password, ...)."""
+    """A copy of ``values`` with the values of secret-looking keys masked (apiKey, Authorization,
+    password, ...), at any depth. The one mask of every rendering of a task: its report, pages, lists
+    and event streams, and its workflow schema (an llm node's ``apiKey``, an http node's headers)."""
     if isinstance(values, dict):
-        return {k: (MASK if k in SECRET_INPUTS and v not in (None, "") else mask_secrets(v)) for k, v in values.items()}
+        return {k: (_masked(v) if is_secret_name(k) else mask_secrets(v)) for k, v in values.items()}
     if isinstance(values, list):
         return [mask_secrets(v) for v in values]
     return values
@@ -75,11 +111,24 @@ class TaskState:
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {t: [] for t in MESSAGE_TYPES})
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: numbers the status changes of the workflow and its nodes: 1, 2, 3... (see ``Status.seq``)
+    changes: Callable[[], int] = field(default_factory=lambda: itertools.count(1).__next__, repr=False)
+    #: node id -> its snapshots, oldest first (a node's snapshots run one after another)
+    _by_node: dict[str, list[dict[str, Any]]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: node id / message type -> how many of its snapshots / messages :meth:`export_progress` handed out
+    _handed: dict[tuple[str, str], int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.workflow.clock = self.changes
 
     def node_status(self, node_id: str) -> Status:
-        return self.nodes.setdefault(node_id, Status())
+        status = self.nodes.get(node_id)
+        if status is None:
+            status = self.nodes[node_id] = Status(clock=self.changes)
+        return status
 
     def add_message(self, kind: str, message: str, node_id: str | None = None) -> None:
+        message = storable_text(message)  # e.g. a script's error naming a lone surrogate
         entry: dict[str, Any] = {"id": uuid.uuid4().hex, "type": kind, "message": message, "timestamp": now_ms()}
         if node_id is not None:
             entry["nodeID"] = node_id
@@ -88,25 +137,98 @@ class TaskState:
     def new_snapshot(self, node_id: str, data: dict[str, Any]) -> dict[str, Any]:
         snapshot = {"id": uuid.uuid4().hex, "nodeID": node_id, "inputs": {}, "outputs": {}, "data": data}
         self.snapshots.append(snapshot)
+        self._by_node.setdefault(node_id, []).append(snapshot)
         return snapshot
 
     def export(self) -> dict[str, Any]:
         """FlowGram's report; ``id`` is the task ID and secrets are masked."""
+        return self._export({})
+
+    def export_progress(self) -> tuple[dict[str, Any], list[ReportPart]]:
+        """The report as ``(rest, new parts)``, so that saving progress costs the same at a loop's
+        10,000th iteration as at its first.
+
+        The new parts are the workflow's inputs (the first time: a loop's items are often among them),
+        the snapshots that can no longer change (every one of a node but a running node's latest) and
+        the messages that this method has not returned before, masked and copied once each, oldest
+        first; ``rest`` is the report without any of them: its size depends on the number of nodes,
+        not on how many times they ran nor on the inputs. A store keeps the parts and gives back
+        ``merge_report_parts(rest, all parts)``, which is :meth:`export`.
+        """
+        parts: list[ReportPart] = []
+        if ("inputs", "") not in self._handed:
+            parts.append(("inputs", "", {"inputs": mask_secrets(copy.deepcopy(self.inputs))}))
+            self._handed["inputs", ""] = 1
+        for node_id, snapshots in self._by_node.items():
+            handed = self._handed.get(("snapshot", node_id), 0)
+            status = self.nodes.get(node_id)
+            final = len(snapshots) - (0 if status is None or status.terminated else 1)
+            parts += [("snapshot", node_id, _shown(snapshot)) for snapshot in snapshots[handed:final]]
+            self._handed["snapshot", node_id] = max(handed, final)
+        for kind, messages in self.messages.items():
+            handed = self._handed.get(("message", kind), 0)
+            parts += [("message", kind, copy.deepcopy(message)) for message in messages[handed:]]
+            self._handed["message", kind] = len(messages)
+        return self._export(self._handed), parts
+
+    def _export(self, handed: dict[tuple[str, str], int]) -> dict[str, Any]:
+        """The report without the first ``handed[kind, key]`` snapshots of each node and messages of each type."""
         reports: dict[str, Any] = {}
         for node_id, status in self.nodes.items():
-            reports[node_id] = {"id": node_id, **status.export(), "snapshots": []}
-        for snapshot in self.snapshots:
-            report = reports.get(snapshot["nodeID"])
-            if report is not None:
-                shown = dict(snapshot)
-                shown["inputs"] = mask_secrets(snapshot["inputs"])
-                shown["outputs"] = mask_secrets(snapshot["outputs"])
-                report["snapshots"].append(copy.deepcopy(shown))
+            snapshots = self._by_node.get(node_id, [])[handed.get(("snapshot", node_id), 0):]
+            reports[node_id] = {"id": node_id, **status.export(), "snapshots": [_shown(s) for s in snapshots]}
         return {
             "id": self.task_id,
-            "inputs": mask_secrets(copy.deepcopy(self.inputs)),
+            "inputs": {} if ("inputs", "") in handed else mask_secrets(copy.deepcopy(self.inputs)),
             "outputs": mask_secrets(copy.deepcopy(self.outputs)),
             "workflowStatus": self.workflow.export(),
             "reports": reports,
-            "messages": copy.deepcopy(self.messages),
+            "messages": {kind: copy.deepcopy(messages[handed.get(("message", kind), 0):])
+                         for kind, messages in self.messages.items()},
         }
+
+
+#: ``(kind, key, value)``: ``("snapshot", nodeID, snapshot)``, ``("message", type, message)`` or
+#: ``("inputs", "", {"inputs": the report's inputs})``.
+ReportPart = tuple[str, str, dict[str, Any]]
+
+
+def _shown(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot as a report shows it: a masked copy."""
+    shown = dict(snapshot)
+    for part in ("inputs", "outputs", "data"):  # data: the node's own, e.g. an http node's headers
+        if part in shown:
+            shown[part] = mask_secrets(shown[part])
+    return copy.deepcopy(shown)
+
+
+def merge_report_parts(report: dict[str, Any] | None, parts: list[ReportPart]) -> dict[str, Any] | None:
+    """The whole report from :meth:`TaskState.export_progress`'s rest and every part it returned, in
+    order: each node's stored snapshots and each type's stored messages go before those in ``report``.
+    Changes and returns ``report``."""
+    if report is None or not parts:
+        return report
+    snapshots: dict[str, list[dict[str, Any]]] = {}
+    messages: dict[str, list[dict[str, Any]]] = {}
+    for kind, key, value in parts:
+        if kind == "inputs":
+            report["inputs"] = value["inputs"]
+        else:
+            (snapshots if kind == "snapshot" else messages).setdefault(key, []).append(value)
+    reports = report.setdefault("reports", {})
+    for node_id, stored in snapshots.items():
+        node = reports.setdefault(node_id, {"id": node_id, "snapshots": []})
+        node["snapshots"] = stored + list(node.get("snapshots") or [])
+    shown = report.setdefault("messages", {})
+    for kind, stored in messages.items():
+        shown[kind] = stored + list(shown.get(kind) or [])
+    return report
+
+
+def storable_text(text: str) -> str:
+    """``text`` with lone surrogates (which UTF-8, hence the task store, cannot hold) written as ``\\udXXX``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,6 +1,9 @@
 """Where workflow tasks live: in memory for one process, or in one SQLite file for every worker.
 
 Any gunicorn worker answers report, result and cancel for any task, and results survive a restart.
+A running task's report is saved as it grows: each snapshot and message once, when it can no
+longer change, plus the rest of the report (statuses, running nodes), so saving progress costs the
+same at a loop's last iteration as at its first; :meth:`TaskStore.get` returns the whole report.
 Each task has a heartbeat; :meth:`TaskStore.fail_orphans` fails tasks whose process stopped beating,
 so none stays ``processing`` forever. Cancel is a flag, polled by the engine before each node and loop
 iteration. ``store = make_task_store("sqlite:/var/lib/flowbridge/tasks.db")`` (or ``"memory"``).
@@ -26,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from async_utils.per_thread import PerThread
+
+from .report import ReportPart, merge_report_parts
 
 logger = logging.getLogger(__name__)
 
@@ -146,10 +151,13 @@ class TaskStore(ABC):
     @abstractmethod
     def save_progress(self, task_id: str, status: str, report: dict[str, Any] | None,
                       outputs: dict[str, Any] | None = None, error: str | None = None, *,
-                      force: bool = False) -> None:
+                      force: bool = False, parts: list[ReportPart] | None = None) -> None:
         """Record status and report on every status change; beats the heartbeat, sets ``started_at``
-        and ``finished_at`` once. An unknown task is ignored. The store may keep ``report`` without
-        copying it. :param force: write now even where non-terminal progress is coalesced.
+        and ``finished_at`` once. An unknown task is ignored. The store may keep ``report`` and
+        ``parts`` without copying them. :param force: write now even where non-terminal progress is
+        coalesced. :param parts: report parts to keep besides those kept before (see
+        :meth:`~workflow.report.TaskState.export_progress`); ``report`` is then the rest, and
+        :meth:`get` returns them merged. ``update(report=...)`` replaces the report and its parts.
         """
 
     @abstractmethod
@@ -207,6 +215,7 @@ class MemoryTaskStore(TaskStore):
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskRecord] = {}
+        self._parts: dict[str, list[ReportPart]] = {}
         self._lock = threading.Lock()
 
     def create(self, record: TaskRecord) -> None:
@@ -218,24 +227,31 @@ class MemoryTaskStore(TaskStore):
 
     def get(self, task_id: str) -> TaskRecord | None:
         with self._lock:
-            return copy.deepcopy(self._tasks.get(task_id))
+            record, parts = copy.deepcopy((self._tasks.get(task_id), self._parts.get(task_id, [])))
+        if record is not None:
+            record.report = merge_report_parts(record.report, parts)
+        return record
 
     def update(self, task_id: str, **fields: Any) -> None:
         _check(fields=fields)
         with self._lock:
             record = self._tasks[task_id]
+            if "report" in fields:
+                self._parts.pop(task_id, None)
             for name, value in copy.deepcopy(fields).items():
                 setattr(record, name, bool(value) if name == "cancel_requested" else value)
 
     def save_progress(self, task_id: str, status: str, report: dict[str, Any] | None,
                       outputs: dict[str, Any] | None = None, error: str | None = None, *,
-                      force: bool = False) -> None:
+                      force: bool = False, parts: list[ReportPart] | None = None) -> None:
         _check(status)
         now = time.time()
         with self._lock:
             r = self._tasks.get(task_id)
             if r is None or (r.terminated and status not in TERMINAL_STATUSES):
                 return
+            if parts:
+                self._parts.setdefault(task_id, []).extend(parts)
             r.status, r.heartbeat_at = status, now
             r.report, r.outputs = r.report if report is None else report, r.outputs if outputs is None else outputs
             r.error = r.error if error is None else error
@@ -294,6 +310,7 @@ class MemoryTaskStore(TaskStore):
                 doomed += [r.task_id for r in done if r.task_id not in aged][:max(excess, 0)]
             for task_id in doomed:
                 del self._tasks[task_id]
+                self._parts.pop(task_id, None)
             return len(doomed)
 
     def close(self) -> None:
@@ -321,6 +338,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     cancel_requested INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL, heartbeat_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS tasks_status_created ON tasks (status, created_at);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
+CREATE TABLE IF NOT EXISTS task_parts (
+    seq INTEGER PRIMARY KEY, task_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS task_parts_task ON task_parts (task_id, seq);
+CREATE TRIGGER IF NOT EXISTS tasks_delete_parts AFTER DELETE ON tasks
+    BEGIN DELETE FROM task_parts WHERE task_id = old.task_id; END;
 """
 _PROGRESS_SQL = (
     "UPDATE tasks SET status = ?, report = COALESCE(?, report), outputs = COALESCE(?, outputs),"
@@ -369,8 +391,9 @@ class SQLiteTaskStore(TaskStore):
         self._lock = threading.Lock()  # guards the dicts and the flusher; never held during I/O
         self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()  # orders progress writes: a skipped one never lands after a newer one
-        #: task_id -> (status, report, outputs, error, due): progress skipped, to be written at ``due``
-        self._pending: dict[str, tuple[str, Any, Any, str | None, float]] = {}
+        #: task_id -> (status, report, outputs, error, due, parts): progress skipped, to be written at
+        #: ``due`` (parts accumulate: each is written once, none is ever superseded)
+        self._pending: dict[str, tuple[str, Any, Any, str | None, float, list[ReportPart]]] = {}
         #: task_id -> (monotonic time, status) of its last progress write
         self._written: dict[str, tuple[float, str]] = {}
         self._flusher: threading.Thread | None = None
@@ -404,32 +427,51 @@ class SQLiteTaskStore(TaskStore):
             raise ValueError(f"task {record.task_id!r} already exists") from None
 
     def get(self, task_id: str) -> TaskRecord | None:
-        row = self._conn().execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-        return None if row is None else _record(row)
+        conn = self._conn()
+        conn.execute("BEGIN")  # the row and its parts as of one moment
+        try:
+            row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            rows = [] if row is None else conn.execute(
+                "SELECT kind, key, body FROM task_parts WHERE task_id = ? ORDER BY seq", (task_id,)).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        if row is None:
+            return None
+        record = _record(row)
+        record.report = merge_report_parts(record.report, [(kind, key, json.loads(body)) for kind, key, body in rows])
+        return record
 
     def update(self, task_id: str, **fields: Any) -> None:
         _check(fields=fields)
         values = [_dumps(v) if k in _JSON_FIELDS else v for k, v in fields.items()]
         with self._write_lock:
             with self._lock:
+                skipped = None
                 if "status" in fields or "report" in fields:  # newer than any skipped progress
-                    self._pending.pop(task_id, None)
+                    skipped = self._pending.pop(task_id, None)
                 if fields.get("status") in TERMINAL_STATUSES:
                     self._written.pop(task_id, None)
             sql = f"UPDATE tasks SET {', '.join(f'{k} = ?' for k in fields) or 'task_id = task_id'} WHERE task_id = ?"
-            if not self._conn().execute(sql, (*values, task_id)).rowcount:
-                raise KeyError(task_id)
+            with self._immediate() as conn:
+                if not conn.execute(sql, (*values, task_id)).rowcount:
+                    raise KeyError(task_id)
+                if "report" in fields:  # a new whole report
+                    conn.execute("DELETE FROM task_parts WHERE task_id = ?", (task_id,))
+                elif skipped is not None:  # the skipped progress's parts are not superseded
+                    _insert_parts(conn, task_id, skipped[5])
 
     def save_progress(self, task_id: str, status: str, report: dict[str, Any] | None,
                       outputs: dict[str, Any] | None = None, error: str | None = None, *,
-                      force: bool = False) -> None:
+                      force: bool = False, parts: list[ReportPart] | None = None) -> None:
         _check(status)
         terminal = status in TERMINAL_STATUSES
         with self._lock:
             last = self._written.get(task_id)
             if (not force and not terminal and last is not None and last[1] == status
                     and time.monotonic() - last[0] < self.progress_interval):
-                self._pending[task_id] = (status, report, outputs, error, last[0] + self.progress_interval)
+                skipped = self._pending.get(task_id)
+                parts = [*(skipped[5] if skipped else ()), *(parts or ())]
+                self._pending[task_id] = (status, report, outputs, error, last[0] + self.progress_interval, parts)
                 if self._flusher is None:
                     self._flusher = threading.Thread(target=self._flush_loop, name="task-store-flush", daemon=True)
                     self._flusher.start()
@@ -438,19 +480,28 @@ class SQLiteTaskStore(TaskStore):
                 return
         with self._write_lock:
             with self._lock:
-                self._pending.pop(task_id, None)
-            self._write_progress(task_id, status, report, outputs, error)
+                skipped = self._pending.pop(task_id, None)
+            if skipped is not None:
+                parts = [*skipped[5], *(parts or ())]
+            self._write_progress(task_id, status, report, outputs, error, parts)
             with self._lock:
                 if terminal:
                     self._written.pop(task_id, None)
                 else:
                     self._written[task_id] = (time.monotonic(), status)
 
-    def _write_progress(self, task_id: str, status: str, report: Any, outputs: Any, error: str | None) -> None:
+    def _write_progress(self, task_id: str, status: str, report: Any, outputs: Any, error: str | None,
+                        parts: list[ReportPart] | None = None) -> None:
         now, terminal = time.time(), status in TERMINAL_STATUSES
         sql = _PROGRESS_SQL if terminal else f"{_PROGRESS_SQL} AND status NOT IN {_TERMINAL_SQL}"
-        self._conn().execute(sql, (status, _dumps(report), _dumps(outputs), error, now,
-                                   now if status == "processing" else None, now if terminal else None, task_id))
+        args = (status, _dumps(report), _dumps(outputs), error, now,
+                now if status == "processing" else None, now if terminal else None, task_id)
+        if not parts:
+            self._conn().execute(sql, args)
+            return
+        with self._immediate() as conn:
+            if conn.execute(sql, args).rowcount:  # none for a task that ended meanwhile
+                _insert_parts(conn, task_id, parts)
 
     def flush(self, due_only: bool = False) -> None:
         with self._write_lock:
@@ -458,9 +509,9 @@ class SQLiteTaskStore(TaskStore):
                 mono = time.monotonic()
                 due = [t for t, p in self._pending.items() if not due_only or p[4] <= mono]
                 batch = [(t, self._pending.pop(t)) for t in due]
-            for task_id, (status, report, outputs, error, _) in batch:
+            for task_id, (status, report, outputs, error, _, parts) in batch:
                 try:
-                    self._write_progress(task_id, status, report, outputs, error)
+                    self._write_progress(task_id, status, report, outputs, error, parts)
                 finally:
                     with self._lock:
                         self._written[task_id] = (time.monotonic(), status)
@@ -565,6 +616,11 @@ class SQLiteTaskStore(TaskStore):
             if flusher is not None and flusher is not threading.current_thread():
                 flusher.join(self.busy_timeout)
             self._connections.close()
+
+
+def _insert_parts(conn: sqlite3.Connection, task_id: str, parts: list[ReportPart]) -> None:
+    conn.executemany("INSERT INTO task_parts (task_id, kind, key, body) VALUES (?, ?, ?, ?)",
+                     [(task_id, kind, key, _dumps(body)) for kind, key, body in parts])
 
 
 def make_task_store(spec: str) -> TaskStore:

@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 from ..executor import ExecutionContext, NodeError, NodeResult
+from ..storable import UnstorableValue, loads
 
 #: QuickJS's own stack limit (FlowGram upstream-newer uses 512 KB too).
 MAX_STACK_BYTES = 512 * 1024
@@ -240,7 +241,7 @@ def _run_script(content: str, params_json: str, timeout: float, memory_bytes: in
         while (outcome := context.get("__flowbridge_outcome")) is None:
             if not _limited(context, deadline, context.execute_pending_job):
                 raise _ScriptFailed("main() returned a promise that never settled")
-        return json.loads(outcome)
+        return loads(outcome, "the value main() returned")  # too deep for Python's parser: a clear error
     finally:
         del context  # freed here, on the thread that used it, even while a traceback holds this frame
 
@@ -278,6 +279,8 @@ async def execute_code(ctx: ExecutionContext) -> NodeResult:
         raise NodeError(f"Code execution failed: Code execution timeout: exceeded {_seconds_text(timeout)}") from None
     except _ScriptFailed as exc:
         raise NodeError(f"Code execution failed: {_explain(exc.args[0], memory_bytes)}") from None
+    except UnstorableValue as exc:
+        raise NodeError(f"Code execution failed: {exc}") from None
     if not outcome.get("ok"):
         raise NodeError(f"Code execution failed: {_explain(str(outcome.get('error')), memory_bytes)}")
     value = outcome.get("value")
