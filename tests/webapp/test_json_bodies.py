@@ -12,8 +12,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.fake_upstream import FakeUpstream
-from webapp import create_app
 from webapp.guards.jsonbody import MAX_DEPTH, JSONInputError, loads_json
 
 #: A value for each URL variable of a route with a JSON body: a real op, flow or function, so that
@@ -36,15 +34,7 @@ SURROGATES = [
 ]
 
 
-@pytest.fixture
-def app(upstream: FakeUpstream) -> Flask:
-    return create_app({"TESTING": True, "LLM_BASE_URL": upstream.base_url, "LLM_MAX_RETRIES": "0",
-                       "FLOWBRIDGE_TASK_DB": "memory"})
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+# app and client: tests/webapp/conftest.py
 
 
 def json_routes(app: Flask) -> list[tuple[str, str]]:

@@ -29,15 +29,7 @@ flows:
 """
 
 
-@pytest.fixture
-def app(upstream: FakeUpstream) -> Flask:
-    return create_app({"TESTING": True, "LLM_BASE_URL": upstream.base_url, "LLM_MAX_RETRIES": "0",
-                       "FLOWBRIDGE_TASK_DB": "memory"})
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+# app and client: tests/webapp/conftest.py
 
 
 def token(client: FlaskClient, url: str = "/ops") -> str:

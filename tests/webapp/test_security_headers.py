@@ -7,19 +7,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.fake_upstream import FakeUpstream
-from webapp import create_app
 
 
-@pytest.fixture
-def app(upstream: FakeUpstream) -> Flask:
-    return create_app({"TESTING": True, "LLM_BASE_URL": upstream.base_url, "LLM_MAX_RETRIES": "0",
-                       "FLOWBRIDGE_TASK_DB": "memory"})
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+# app and client: tests/webapp/conftest.py
 
 
 def check_headers(response: TestResponse) -> None:
