@@ -12,6 +12,11 @@ turns any source of such events, a sync or an async iterator, into the body of a
   gets an ``error`` (never a stream cut off without an end);
 * a comment line goes out after ``heartbeat`` seconds of silence, so proxies keep
   idle streams open;
+* an event made with :func:`with_id` goes out with an ``id:`` line (the rest of
+  the frame is unchanged), so a client that reconnects sends it back as
+  ``Last-Event-ID``; a stream given ``retry`` sends a ``retry:`` line once (how
+  many ms a browser's ``EventSource`` waits before reconnecting); a stream that
+  ``resumes`` one cut earlier does not begin with another ``start``;
 * when the client goes away the source is closed (its ``finally`` runs, and an
   upstream LLM response it holds is closed) within about ``probe_interval``
   seconds for async sources. A sync source is checked between its events.
@@ -47,10 +52,12 @@ __all__ = [
     "encode",
     "error",
     "error_from",
+    "last_event_id",
     "progress",
     "sse_response",
     "start",
     "wants_stream",
+    "with_id",
 ]
 
 Event = dict[str, Any]
@@ -105,9 +112,28 @@ def error_from(exc: BaseException) -> Event:
     return error(message, type_)
 
 
+class IdentifiedEvent(dict[str, Any]):
+    """An event (a plain dict to everything else) that goes out with an SSE ``id:`` line."""
+
+    event_id: str = ""
+
+
+def with_id(event: Event, event_id: str | int) -> Event:
+    """``event`` with an SSE ``id`` (its position in the stream; one line, no NUL)."""
+    text = str(event_id)
+    if any(c in text for c in "\r\n\0"):
+        raise ValueError(f"an SSE id is one line without NUL, got {text!r}")
+    tagged = IdentifiedEvent(event)
+    tagged.event_id = text
+    return tagged
+
+
 def encode(event: Event) -> bytes:
-    """One SSE frame. JSON escapes newlines, so the payload is a single ``data:`` line."""
-    return b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    """One SSE frame. JSON escapes newlines, so the payload is a single ``data:`` line; an event made
+    by :func:`with_id` has an ``id:`` line first."""
+    frame = b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    event_id = getattr(event, "event_id", "")
+    return b"id: " + event_id.encode() + b"\n" + frame if event_id else frame
 
 
 def _check(event: Any) -> Event:
@@ -152,6 +178,9 @@ class EventStream:
     :param heartbeat: seconds of silence before a comment line is sent.
     :param gone: tells whether the client went away; None never checks.
     :param probe_interval: how often (seconds) an idle async stream checks ``gone``.
+    :param retry: ms a browser waits before reconnecting, sent once with the first event (``retry:``);
+        None sends none.
+    :param resumed: the stream continues one a client was cut from: no ``start`` is added.
     """
 
     def __init__(
@@ -161,8 +190,12 @@ class EventStream:
         heartbeat: float = 15.0,
         gone: Callable[[], bool] | None = None,
         probe_interval: float = 0.5,
+        retry: int | None = None,
+        resumed: bool = False,
     ) -> None:
         self.source = source
+        self.retry = retry
+        self.resumed = resumed
         self.heartbeat = heartbeat
         self.gone = gone or (lambda: False)
         self.probe_interval = min(probe_interval, heartbeat)
@@ -171,7 +204,16 @@ class EventStream:
 
     def __iter__(self) -> Iterator[bytes]:
         events = self._async_frames() if hasattr(self.source, "__anext__") else self._sync_frames()
-        began = False
+        began = self.resumed
+        # ``retry:`` rides on the first event's frame: a frame of its own would be an empty event to
+        # some client libraries (browsers ignore it either way)
+        retry = b"" if self.retry is None else f"retry: {int(self.retry)}\n".encode()
+
+        def frame(event: Event) -> bytes:
+            nonlocal retry
+            data, retry = retry + encode(event), b""
+            return data
+
         try:
             for event in events:
                 if event is None:
@@ -179,19 +221,19 @@ class EventStream:
                     continue
                 if not began and event["type"] != "start":
                     self.sent.append("start")
-                    yield encode(start())
+                    yield frame(start())
                 began = True
                 self.sent.append(event["type"])
-                yield encode(event)
+                yield frame(event)
                 if event["type"] in _TERMINAL:
                     return
             if self.abandoned:
                 return
             if not began:
                 self.sent.append("start")
-                yield encode(start())
+                yield frame(start())
             self.sent.append("done")
-            yield encode(done())
+            yield frame(done())
         finally:
             events.close()  # closes the source: its finally runs now, not at garbage collection
 
@@ -266,17 +308,19 @@ class EventStream:
                     logger.exception("closing an event source failed")
 
 
-def sse_response(source: Iterable[Event] | AsyncIterator[Event], *, heartbeat: float | None = None) -> Response:
+def sse_response(source: Iterable[Event] | AsyncIterator[Event], *, heartbeat: float | None = None,
+                 retry: int | None = None, resumed: bool = False) -> Response:
     """A ``text/event-stream`` response for ``source``; call it inside a view.
 
-    The request context stays available to the source while it runs.
+    The request context stays available to the source while it runs. ``retry`` and ``resumed``: see
+    :class:`EventStream`.
     """
     from flask import current_app
 
     if heartbeat is None:
         heartbeat = float(current_app.config.get("FLOWBRIDGE_SSE_HEARTBEAT", 15.0))
     sock = _request_socket()
-    stream = EventStream(source, heartbeat=heartbeat, gone=lambda: client_gone(sock))
+    stream = EventStream(source, heartbeat=heartbeat, gone=lambda: client_gone(sock), retry=retry, resumed=resumed)
     return Response(stream_with_context(iter(stream)), mimetype="text/event-stream", headers=HEADERS)
 
 
@@ -286,3 +330,13 @@ def wants_stream(flag: bool | None = None) -> bool:
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/event-stream"])
     return best == "text/event-stream" and "text/event-stream" in request.headers.get("Accept", "")
+
+
+def last_event_id() -> str | None:
+    """The ``id`` of the last event a reconnecting client got: the ``Last-Event-ID`` header (sent by
+    ``EventSource`` itself), else ``?lastEventId=`` for clients that cannot set headers; None if neither."""
+    value = request.headers.get("Last-Event-ID")
+    if value is None:
+        value = request.args.get("lastEventId")
+    value = value.strip() if value is not None else None
+    return value or None

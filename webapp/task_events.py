@@ -15,6 +15,15 @@ subscriber that connects late (even after the task ended) still gets the whole s
 
 The store saves a running task's report at most every ~0.1 s, so a node that starts and finishes
 between two saves shows only its final status.
+
+Resuming: each event has an SSE ``id``: ``0`` for ``start``, the node's ``seq`` for ``progress`` (the
+report numbers every status change of a task, 1, 2, 3..., see ``workflow.report.Status``) and ``end``
+for ``done``/``error``. Events go out in ``seq`` order, and a stored report holds every change up to
+the moment it was saved, so a stream resumed after id ``n`` (``after=n``: a ``Last-Event-ID``) sends
+exactly the nodes whose latest change came after ``n``, from the shared store, whichever worker
+serves it: nothing is lost or sent twice. A report without ``seq`` (older tasks) sends its events
+without ids, from the start. The outputs of ``done`` are masked like the report's
+(:func:`workflow.report.mask_secrets`).
 """
 
 from __future__ import annotations
@@ -23,14 +32,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from workflow.report import mask_secrets
 from workflow.store import TERMINAL_STATUSES, TaskRecord, TaskStore
 
 from . import sse
 
-__all__ = ["POLL_INTERVAL", "NodeWatch", "final_event", "task_events"]
+__all__ = ["END_ID", "POLL_INTERVAL", "START_ID", "NodeWatch", "final_event", "task_events"]
 
 #: Seconds between two reads of the task store while a task runs.
 POLL_INTERVAL = 0.15
+#: SSE ids of the first and the last event of a task's stream (``progress`` events: the change's ``seq``).
+START_ID = "0"
+END_ID = "end"
 
 Event = dict[str, Any]
 
@@ -60,17 +73,39 @@ class NodeWatch:
     """What one subscriber has been told about a task's nodes.
 
     :meth:`changes` compares a report with what was sent before and returns the ``progress`` events
-    of the nodes whose status (or run: a loop runs its body again) changed.
+    of the nodes whose status (or run: a loop runs its body again) changed, each with its ``seq`` as
+    SSE id.
 
     :param schema: the task's workflow, for node titles in messages.
+    :param report: with ``after``: the report when the subscriber came back.
+    :param after: the id of the last event the subscriber got (it reconnects): the nodes of
+        ``report`` whose latest change is numbered ``after`` or less count as sent.
     """
 
-    def __init__(self, schema: dict[str, Any] | None = None) -> None:
+    def __init__(self, schema: dict[str, Any] | None = None, report: dict[str, Any] | None = None,
+                 after: int | None = None) -> None:
         self._titles = _titles(schema)
         #: node ID -> (status, startTime, endTime) last sent
         self._sent: dict[str, tuple[Any, Any, Any]] = {}
         #: nodes seen finished at least once: ``current`` never goes back when a loop reruns a node
         self._finished: set[str] = set()
+        #: highest ``seq`` sent: ids only ever grow, so a client's Last-Event-ID never goes back
+        self._last = after or 0
+        if after is not None:
+            self._skip_sent(report, after)
+
+    def _skip_sent(self, report: dict[str, Any] | None, after: int) -> None:
+        nodes = (report or {}).get("reports") or {}
+        for node_id, info in nodes.items() if isinstance(nodes, dict) else ():
+            if not isinstance(info, dict):
+                continue
+            seq = _seq(info)
+            if seq is not None and seq <= after:
+                self._sent[node_id] = _key(info)
+                if _terminal(info):
+                    self._finished.add(node_id)
+            if len(info.get("snapshots") or ()) > 1:  # a loop body ran (and finished) before
+                self._finished.add(node_id)
 
     def changes(self, report: dict[str, Any] | None) -> list[Event]:
         """The ``progress`` events for ``report``, oldest change first."""
@@ -81,17 +116,24 @@ class NodeWatch:
         for position, (node_id, info) in enumerate(nodes.items()):
             if not isinstance(info, dict):
                 continue
-            key = (info.get("status"), info.get("startTime"), info.get("endTime"))
+            key = _key(info)
             if self._sent.get(node_id) != key:
-                changed.append((_changed_at(info), 0 if _terminal(info) else 1, position, node_id, info, key))
-        changed.sort(key=lambda item: item[:3])
+                seq = _seq(info)
+                order = (float("inf") if seq is None else seq, _changed_at(info), 0 if _terminal(info) else 1, position)
+                changed.append((order, node_id, info, key))
+        changed.sort(key=lambda item: item[0])
         failures = {m.get("nodeID"): str(m.get("message", "")) for m in reversed(_error_messages(report))}
         events = []
-        for *_, node_id, info, key in changed:
+        for _, node_id, info, key in changed:
             self._sent[node_id] = key
             if _terminal(info):
                 self._finished.add(node_id)
-            events.append(self._event(node_id, info, len(nodes), failures.get(node_id)))
+            event = self._event(node_id, info, len(nodes), failures.get(node_id))
+            seq = _seq(info)
+            if seq is not None and seq > self._last:
+                self._last = seq
+                event = sse.with_id(event, seq)
+            events.append(event)
         return events
 
     def _event(self, node_id: str, info: dict[str, Any], total: int, failure: str | None) -> Event:
@@ -103,6 +145,16 @@ class NodeWatch:
         return sse.progress(current, total, message, nodeID=node_id, status=status,
                             startTime=info.get("startTime"), endTime=info.get("endTime"),
                             timeCost=info.get("timeCost"))
+
+
+def _key(info: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return (info.get("status"), info.get("startTime"), info.get("endTime"))
+
+
+def _seq(info: dict[str, Any]) -> int | None:
+    """The number of the node's latest status change, if the report has one."""
+    seq = info.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 else None
 
 
 def _terminal(info: dict[str, Any]) -> bool:
@@ -118,7 +170,8 @@ def _changed_at(info: dict[str, Any]) -> float:
 def final_event(record: TaskRecord) -> Event:
     """``done`` for a succeeded task; ``error`` (``task_failed`` / ``task_canceled``) otherwise."""
     if record.status == "succeeded":
-        return sse.done({"taskID": record.task_id, "status": record.status, "outputs": record.outputs or {}})
+        return sse.done({"taskID": record.task_id, "status": record.status,
+                         "outputs": mask_secrets(record.outputs or {})})
     messages = _error_messages(record.report)
     text = "; ".join(str(m.get("message", "")) for m in messages if m.get("message"))
     event = sse.error(text or record.error or f"task {record.status}", f"task_{record.status}")
@@ -126,23 +179,26 @@ def final_event(record: TaskRecord) -> Event:
     return event
 
 
-async def task_events(store: TaskStore, record: TaskRecord, *,
-                      poll_interval: float = POLL_INTERVAL) -> AsyncIterator[Event]:
+async def task_events(store: TaskStore, record: TaskRecord, *, poll_interval: float = POLL_INTERVAL,
+                      after: int | None = None) -> AsyncIterator[Event]:
     """The events of one task, from ``record`` (already read from ``store``) to its end.
 
     Runs until the task terminates; the SSE response closes it when the client goes away.
 
     :param store: the shared task store, polled every ``poll_interval`` seconds.
     :param record: the task as it was when the client connected.
+    :param after: resume after the event with this id (no ``start``; see the module's docstring).
     """
     task_id = record.task_id
-    watch = NodeWatch(record.schema)
-    yield sse.start({"taskID": task_id, "status": record.status, "title": record.title or ""})
+    watch = NodeWatch(record.schema, record.report, after)
+    if after is None:
+        yield sse.with_id(sse.start({"taskID": task_id, "status": record.status, "title": record.title or ""}),
+                          START_ID)
     while True:
         for event in watch.changes(record.report):
             yield event
         if record.terminated:
-            yield final_event(record)
+            yield sse.with_id(final_event(record), END_ID)
             return
         await asyncio.sleep(poll_interval)
         # one indexed SQLite read: cheap enough for the loop thread, and the connection stays per thread

@@ -3,6 +3,12 @@
 Everything is rendered on the server from the stored report, so a finished task's page is a
 complete result page without JavaScript. While the task runs, ``task.js`` follows
 ``/api/task/events`` and recolours the nodes, then reloads the page once the task has ended.
+
+Pages stay bounded whatever the workflow's size (:data:`PAGE_BOUND`): the graph is drawn up to
+:data:`MAX_GRAPH_NODES` nodes, the timeline shows the :data:`MAX_TIMELINE_ROWS` slowest runs, the node
+list is paged (``?page=``, :data:`NODES_PER_PAGE` a page), and errors, warnings, values and snapshots
+are capped; the rest is in the JSON report. Every value shown (schema, inputs, outputs, snapshots)
+goes through :func:`workflow.report.mask_secrets`, the report's own mask.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from typing import Any
 
 from flask import Response, redirect, render_template, request, url_for
 
+from workflow.report import mask_secrets
 from workflow.store import STATUSES, TERMINAL_STATUSES, TaskRecord
 
 from ..extensions import get_workflow_runtime
+from ..query import MAX_OFFSET, QueryError, int_arg
 from . import bp
 from .graph import Box, layout
 
@@ -34,6 +42,20 @@ MAX_SNAPSHOT_TEXT = 3_000
 CANCEL_WAIT = 3.0
 #: Narrowest timeline bar (% of the task): an instant still shows.
 MIN_BAR = 0.4
+#: Largest graph drawn; a bigger one is listed (paged) without its drawing.
+MAX_GRAPH_NODES = 300
+#: Timeline rows shown: the slowest runs (in start order) when more nodes ran.
+MAX_TIMELINE_ROWS = 60
+#: Nodes per page of the node list (``?page=``).
+NODES_PER_PAGE = 50
+#: Characters of snapshots shown on one page of the node list; later snapshots are in the JSON report.
+MAX_PAGE_SNAPSHOT_TEXT = 40_000
+#: Error and warning messages listed, and inputs/outputs entries shown.
+MAX_MESSAGES = 50
+MAX_VALUES = 50
+#: What the sizes above keep a task page under, in bytes of HTML, whatever the workflow's size
+#: (tests/webapp/test_task_page_bounds.py checks it with a 10,000-node workflow).
+PAGE_BOUND = 200_000
 #: Snapshot fields shown, in this order.
 _SNAPSHOT_FIELDS = ("inputs", "outputs", "branch", "data", "error")
 
@@ -107,6 +129,10 @@ class NodeView:
     #: snapshots not shown (beyond MAX_SNAPSHOTS)
     more: int = 0
     errors: list[str] = field(default_factory=list)
+    #: the page of the node list that shows this node's details (1-based)
+    page: int = 1
+    #: the link to its details: ``#anchor`` on its own page, ``?page=N#anchor`` from another one
+    href: str = ""
 
     @property
     def ran(self) -> bool:
@@ -120,7 +146,9 @@ class TimelineRow:
     width: float
 
 
-def _node_views(record: TaskRecord, boxes: list[Box]) -> list[NodeView]:
+def _node_views(record: TaskRecord, boxes: list[Box], page: int) -> list[NodeView]:
+    """A view of every node; only those on ``page`` of the node list get their snapshots (within
+    :data:`MAX_PAGE_SNAPSHOT_TEXT` characters)."""
     report = record.report or {}
     reports = report.get("reports") if isinstance(report.get("reports"), dict) else {}
     errors: dict[str, list[str]] = {}
@@ -129,7 +157,8 @@ def _node_views(record: TaskRecord, boxes: list[Box]) -> list[NodeView]:
             errors.setdefault(str(message["nodeID"]), []).append(str(message.get("message", "")))
     anchors: set[str] = set()
     views = []
-    for box in boxes:
+    budget = MAX_PAGE_SNAPSHOT_TEXT
+    for number, box in enumerate(boxes):
         info = reports.get(box.id) if isinstance(reports.get(box.id), dict) else {}
         name = anchor(box.id)
         while name in anchors:  # two ids that differ only in odd characters
@@ -138,21 +167,32 @@ def _node_views(record: TaskRecord, boxes: list[Box]) -> list[NodeView]:
         start, end = _number(info.get("startTime")), _number(info.get("endTime"))
         cost = _number(info.get("timeCost"))
         raw = [s for s in info.get("snapshots") or [] if isinstance(s, dict)]
-        shown = [Snapshot(i + 1, _parts(s)) for i, s in enumerate(raw[:MAX_SNAPSHOTS])]
+        node_page = number // NODES_PER_PAGE + 1
+        shown = []
+        for i, snapshot in enumerate(raw[:MAX_SNAPSHOTS] if node_page == page else ()):
+            parts = _parts(snapshot)
+            budget -= sum(len(text) for _, text in parts)
+            if budget < 0:
+                break
+            shown.append(Snapshot(i + 1, parts))
+        href = f"#{name}" if node_page == page else f"?page={node_page}#{name}"
         views.append(NodeView(box, name, str(info.get("status") or "pending"), start, end,
                               duration(cost / 1000) if start is not None and cost is not None else "",
-                              shown, max(0, len(raw) - MAX_SNAPSHOTS), errors.get(box.id, [])))
+                              shown, max(0, len(raw) - len(shown)) if node_page == page else 0,
+                              errors.get(box.id, [])[:MAX_MESSAGES], node_page, href))
     return views
 
 
 def _parts(snapshot: dict[str, Any]) -> list[tuple[str, str]]:
     """Inputs and outputs always (``{}`` says something); branch, data and error when they hold anything."""
+    snapshot = mask_secrets(snapshot)
     return [(name, pretty(snapshot[name], MAX_SNAPSHOT_TEXT)) for name in _SNAPSHOT_FIELDS
             if snapshot.get(name) is not None and (name in ("inputs", "outputs") or snapshot[name] not in ("", {}, []))]
 
 
-def _timeline(record: TaskRecord, nodes: list[NodeView]) -> tuple[float, float, list[TimelineRow]]:
-    """``(t0, t1, rows)``: the task's span in ms and a bar per node that ran, by start time."""
+def _timeline(record: TaskRecord, nodes: list[NodeView]) -> tuple[float, float, list[TimelineRow], int]:
+    """``(t0, t1, rows, more)``: the task's span in ms and a bar per node that ran, by start time; of
+    more than :data:`MAX_TIMELINE_ROWS` nodes, the slowest, and how many more ran."""
     ran = sorted((n for n in nodes if n.ran), key=lambda n: n.start_ms or 0)
     workflow = (record.report or {}).get("workflowStatus") or {}
     t0 = _number(workflow.get("startTime"))
@@ -163,6 +203,11 @@ def _timeline(record: TaskRecord, nodes: list[NodeView]) -> tuple[float, float, 
     now = t1 if t1 is not None and record.terminated else time.time() * 1000
     t1 = max([t1 or now, *(n.end_ms or now for n in ran)])
     span = max(t1 - t0, 1.0)
+    more = max(0, len(ran) - MAX_TIMELINE_ROWS)
+    if more:
+        slowest = sorted(ran, key=lambda n: (n.end_ms or now) - (n.start_ms or t0), reverse=True)
+        keep = {id(n) for n in slowest[:MAX_TIMELINE_ROWS]}
+        ran = [n for n in ran if id(n) in keep]
     rows = []
     for node in ran:
         start = node.start_ms or t0
@@ -170,7 +215,7 @@ def _timeline(record: TaskRecord, nodes: list[NodeView]) -> tuple[float, float, 
         width = min(max((end - start) / span * 100, MIN_BAR), 100.0)
         left = min(max((start - t0) / span * 100, 0.0), 100.0 - width)
         rows.append(TimelineRow(node, left, width))
-    return t0, t1, rows
+    return t0, t1, rows, more
 
 
 def _messages(record: TaskRecord, kind: str) -> list[dict[str, str]]:
@@ -182,17 +227,18 @@ def _messages(record: TaskRecord, kind: str) -> list[dict[str, str]]:
 # -- views -------------------------------------------------------------------------------------------
 
 @bp.get("/tasks")
-def tasks() -> str:
-    """Recent tasks, newest first; ``?status=`` filters, ``?offset=`` pages."""
+def tasks() -> str | tuple[str, int]:
+    """Recent tasks, newest first; ``?status=`` filters, ``?offset=`` (0..MAX_OFFSET) pages: any other
+    offset is a 400 page naming it."""
     status = request.args.get("status") or None
     problem = None
     if status is not None and status not in STATUSES:
         problem = f"There is no status {status!r}; showing every task. Statuses: {', '.join(STATUSES)}."
         status = None
     try:
-        offset = max(0, int(request.args.get("offset", 0)))
-    except ValueError:
-        offset = 0
+        offset = int_arg(request.args, "offset", 0, 0, MAX_OFFSET)
+    except QueryError as exc:
+        return _bad_request(str(exc))
     store = get_workflow_runtime().store
     total = store.count(status=status)
     now = time.time()
@@ -210,6 +256,10 @@ def tasks() -> str:
     )
 
 
+def _bad_request(message: str) -> tuple[str, int]:
+    return render_template("error.html", status=400, type="invalid_request", message=message), 400
+
+
 def _not_found(task_id: str) -> tuple[str, int]:
     message = f"There is no task {task_id!r}: it never existed, or it finished long ago and was pruned."
     return render_template("error.html", status=404, type="not_found", message=message), 404
@@ -218,28 +268,46 @@ def _not_found(task_id: str) -> tuple[str, int]:
 # Endpoint names start with "tasks" so the navigation marks Tasks as the current section.
 @bp.get("/tasks/<task_id>", endpoint="tasks_detail")
 def task(task_id: str) -> str | tuple[str, int]:
-    """One task: header, graph, timeline, node snapshots, inputs and outputs."""
+    """One task: header, graph, timeline, node snapshots (``?page=`` of the node list), inputs and outputs."""
     record = get_workflow_runtime().get(task_id)
     if record is None:
         return _not_found(task_id)
     graph = layout(record.schema)
-    nodes = _node_views(record, graph.boxes)
-    t0, t1, rows = _timeline(record, nodes)
+    pages = max(1, -(-len(graph.boxes) // NODES_PER_PAGE))
+    try:
+        page = int_arg(request.args, "page", 1, 1, pages)
+    except QueryError as exc:
+        return _bad_request(str(exc))
+    nodes = _node_views(record, graph.boxes, page)
+    t0, t1, rows, more_rows = _timeline(record, nodes)
     errors = _messages(record, "error")
     if record.status == "failed" and not errors and record.error:
         errors = [{"message": record.error, "node": ""}]
-    outputs = [(key, pretty(value)) for key, value in (record.outputs or {}).items()]
-    inputs = [(key, pretty(value)) for key, value in ((record.report or {}).get("inputs") or {}).items()]
+    warnings = _messages(record, "warning")
     ended = record.finished_at
     return render_template(
         "task.html", record=record, graph=graph, nodes=nodes, by_id={n.box.id: n for n in nodes},
-        timeline=rows, t0=t0, t1=t1, errors=errors, warnings=_messages(record, "warning"),
-        outputs=outputs, inputs=inputs, terminated=record.status in TERMINAL_STATUSES,
+        draw_graph=len(nodes) <= MAX_GRAPH_NODES, max_graph_nodes=MAX_GRAPH_NODES,
+        page=page, pages=pages, first_node=(page - 1) * NODES_PER_PAGE + 1,
+        page_nodes=nodes[(page - 1) * NODES_PER_PAGE:page * NODES_PER_PAGE],
+        timeline=rows, more_rows=more_rows, max_timeline_rows=MAX_TIMELINE_ROWS, t0=t0, t1=t1,
+        errors=errors[:MAX_MESSAGES], more_errors=max(0, len(errors) - MAX_MESSAGES),
+        warnings=warnings[:MAX_MESSAGES], more_warnings=max(0, len(warnings) - MAX_MESSAGES),
+        outputs=_values(record.outputs), more_outputs=max(0, len(record.outputs or {}) - MAX_VALUES),
+        inputs=_values((record.report or {}).get("inputs")),
+        more_inputs=max(0, len((record.report or {}).get("inputs") or {}) - MAX_VALUES),
+        terminated=record.status in TERMINAL_STATUSES,
         created=when(record.created_at), created_iso=iso(record.created_at),
         finished=when(ended), finished_iso=iso(ended),
         took=duration(ended - (record.started_at or record.created_at)) if ended else "",
-        schema_text=pretty(record.schema),
+        schema_text=pretty(mask_secrets(record.schema)),
     )
+
+
+def _values(values: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The first :data:`MAX_VALUES` entries of ``values``, masked and pretty-printed."""
+    shown = dict(list((values or {}).items())[:MAX_VALUES]) if isinstance(values, dict) else {}
+    return [(key, pretty(value)) for key, value in mask_secrets(shown).items()]
 
 
 @bp.post("/tasks/<task_id>/cancel", endpoint="tasks_cancel")

@@ -8,20 +8,28 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from workflow import TaskCapacityError, WorkflowInputError, WorkflowRuntime
-from workflow.application import parse_schema
+from workflow.application import check_request
 from workflow.validation import validate_task
 
 from ..errors import APIError, error_response
 from ..extensions import get_workflow_runtime
 from ..guards.deadlines import MAX_WAIT_SECONDS
+from ..query import MAX_OFFSET, QueryError, int_arg
 from ..schemas import TaskCancelRequest, TaskRunRequest, TaskValidateRequest, parse_body
-from ..sse import sse_response
+from ..sse import last_event_id, sse_response
+from ..task_events import END_ID
 from ..task_events import task_events as task_event_source
 
 bp = Blueprint("tasks", __name__)
 
 #: Longest ?wait= a request may hold a worker thread for.
 STATUSES = ("pending", "processing", "succeeded", "failed", "canceled")
+#: ms a browser's EventSource waits before reconnecting a task's event stream (``retry:``).
+SSE_RETRY_MS = 1000
+#: Most tasks one page of ``GET /api/tasks`` lists.
+MAX_LIMIT = 500
+#: Digits of the longest Last-Event-ID accepted (ids are a task's change numbers).
+MAX_EVENT_ID_DIGITS = 12
 
 
 def _runtime() -> WorkflowRuntime:
@@ -112,13 +120,33 @@ def task_result() -> Response:
 @bp.get("/api/task/events")
 def task_events() -> Response:
     """Server-Sent Events of a task: ``start``, a ``progress`` per node status change, then ``done``
-    with the outputs or ``error`` with the messages. 400 without taskID, 404 for an unknown task."""
+    with the outputs or ``error`` with the messages. 400 without taskID, 404 for an unknown task.
+
+    Every event has an ``id``; a client that reconnects with ``Last-Event-ID`` (or ``?lastEventId=``)
+    gets the events after that one, from whichever worker serves it, and 204 (EventSource: stop
+    reconnecting) once it has had the last one."""
     task_id = _task_id()
+    after = _last_event_id()
     runtime = _runtime()
     record = runtime.get(task_id)
     if record is None:
         raise _unknown(task_id)
-    return sse_response(task_event_source(runtime.store, record))
+    if after == END_ID:
+        return Response(status=204)
+    assert not isinstance(after, str)
+    return sse_response(task_event_source(runtime.store, record, after=after), retry=SSE_RETRY_MS,
+                        resumed=after is not None)
+
+
+def _last_event_id() -> int | str | None:
+    """The ``Last-Event-ID`` of a reconnecting client: None, an event's number, or ``END_ID``."""
+    raw = last_event_id()
+    if raw is None or raw == END_ID:
+        return raw
+    if not raw.isdigit() or len(raw) > MAX_EVENT_ID_DIGITS:
+        raise APIError(f"Last-Event-ID (or lastEventId) must be an id this stream sent: a whole number "
+                       f"0..{10 ** MAX_EVENT_ID_DIGITS - 1} or {END_ID!r}, got {raw[:40]!r}")
+    return int(raw)
 
 
 @bp.put("/api/task/cancel")
@@ -134,11 +162,11 @@ def validate() -> Response:
     """``{"schema", "inputs"}`` → ``{"valid", "errors"}``: FlowGram's checks, no run."""
     body = parse_body(TaskValidateRequest, _body())
     assert isinstance(body, TaskValidateRequest)
-    try:
-        schema = parse_schema(body.workflow)
+    try:  # a value no task could hold (too deep, a lone surrogate...) is a 400, as in /api/task/run
+        schema, inputs = check_request(body.workflow, body.inputs or {}, inputs_object=False)
     except WorkflowInputError as exc:
         raise APIError(str(exc)) from None
-    errors = validate_task(schema, body.inputs or {})
+    errors = validate_task(schema, inputs)
     result: dict[str, Any] = {"valid": not errors}
     if errors:
         result["errors"] = errors
@@ -147,17 +175,16 @@ def validate() -> Response:
 
 @bp.get("/api/tasks")
 def list_tasks() -> Response:
-    """Recent tasks, newest first: ``?status=&limit=&offset=`` (limit 1..500, default 50)."""
+    """Recent tasks, newest first: ``?status=&limit=&offset=`` (limit 1..500, default 50; offset
+    0..:data:`~webapp.query.MAX_OFFSET`); anything else is a 400 naming the parameter and its range."""
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         raise APIError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     try:
-        limit = int(request.args.get("limit", 50))
-        offset = int(request.args.get("offset", 0))
-    except ValueError:
-        raise APIError("limit and offset must be integers") from None
-    if not 1 <= limit <= 500 or offset < 0:
-        raise APIError("limit must be 1..500 and offset >= 0")
+        limit = int_arg(request.args, "limit", 50, 1, MAX_LIMIT)
+        offset = int_arg(request.args, "offset", 0, 0, MAX_OFFSET)
+    except QueryError as exc:
+        raise APIError(str(exc)) from None
     store = _runtime().store
     tasks = [
         {"taskID": r.task_id, "status": r.status, "title": r.title, "createdAt": r.created_at,

@@ -1,61 +1,69 @@
 /*
- * flowbridge event streams in the browser: fetch + ReadableStream (EventSource cannot POST).
- *
- *   const last = await flowbridge.streamEvents("/invoke/batch_process", {
- *     body: {inputs: {items: [1, 2]}},  // an object goes as JSON; a body means POST
- *     signal: controller.signal,        // AbortController: cancels the stream
- *     onEvent: (e) => console.log(e.type, e.data)});
- *
- * Options: method, body, headers, signal, onEvent (one call per `data: {"type", "data"}` frame, in order;
- * split chunks, multi-line data and CRLF are handled, comments/heartbeats ignored). Resolves with the
- * terminal event ("done", or "error" with error_code). Rejects on a non-2xx answer (Error with .status,
- * .type and the server's message), on a stream without its terminal event, and on abort (AbortError).
+ * flowbridge.streamEvents(url, {method, body, headers, signal, onEvent, retries}): SSE over fetch.
+ * Resolves with the done/error event; rejects on a non-2xx (.status, .type), a stream cut before its
+ * end, an abort. A cut GET stream with ids is fetched again with Last-Event-ID (`retries`: 5).
  */
 (function (ns) {
   "use strict";
 
   async function httpError(res) {
-    let type = "http_error", message = "HTTP " + res.status;
-    try {
-      const e = (await res.json()).error;
-      if (e) { type = e.type || type; message = e.message || message; }
-    } catch (ignored) { /* not JSON */ }
-    return Object.assign(new Error(message), {status: res.status, type: type});
+    const e = await res.json().then((b) => (b && b.error) || {}, () => ({}));
+    return Object.assign(new Error(e.message || "HTTP " + res.status),
+                         {status: res.status, type: e.type || "http_error", final: true});
   }
 
-  ns.streamEvents = async function (url, o = {}) {
-    const headers = Object.assign({Accept: "text/event-stream"}, o.headers);
-    let body = o.body;
-    if (body != null && typeof body === "object" && !(body instanceof FormData)) {
-      body = JSON.stringify(body);
-      headers["Content-Type"] = headers["Content-Type"] || "application/json";
-    }
-    const res = await fetch(url, {method: o.method || (body == null ? "GET" : "POST"),
-                                  headers, body, signal: o.signal});
-    if (!res.ok) throw await httpError(res);
+  async function read(res, o, at) {  // at.id: set once its event is whole
     const reader = res.body.getReader(), decoder = new TextDecoder();
-    let buffer = "", data = [];
+    let buffer = "", data = [], id = null;
     try {
       for (;;) {
         const {done, value} = await reader.read();
         buffer += decoder.decode(value, {stream: !done});
-        // A last "\r" may be half of "\r\n": it waits for the next chunk.
+        // a last "\r" may be half of "\r\n"
         const cut = !done && buffer.endsWith("\r") ? buffer.length - 1 : buffer.length;
         const lines = buffer.slice(0, cut).split(/\r\n|\r|\n/);
         buffer = lines.pop() + buffer.slice(cut);
         if (done) lines.push(buffer, "");
         for (const line of lines) {
-          if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
-          if (line !== "" || !data.length) continue;  // comments, other fields, extra blank lines
+          const [, name, field] = /^([^:]*):? ?(.*)$/.exec(line);
+          if (name === "data") data.push(field);
+          if (name === "id") id = field;
+          if (name === "retry" && /^\d+$/.test(field)) at.wait = +field;
+          if (line !== "" || !data.length) continue;
           const event = JSON.parse(data.join("\n"));
           data = [];
+          if (id !== null) at.id = id;
+          at.seen = true;
           if (o.onEvent) o.onEvent(event);
           if (event.type === "done" || event.type === "error") return event;
         }
         if (done) throw new Error("the stream ended before its done or error event");
       }
     } finally {
-      reader.cancel().catch(() => {});  // closes the connection
+      reader.cancel().catch(() => {});
+    }
+  }
+
+  ns.streamEvents = async function (url, o = {}) {
+    const headers = Object.assign({Accept: "text/event-stream"}, o.headers), at = {id: "", wait: 1e3};
+    let body = o.body;
+    if (body != null && typeof body === "object" && !(body instanceof FormData)) {
+      body = JSON.stringify(body);
+      headers["Content-Type"] = headers["Content-Type"] || "application/json";
+    }
+    const method = o.method || (body == null ? "GET" : "POST");
+    for (let tries = 0; ; tries++) {
+      if (at.id) headers["Last-Event-ID"] = at.id;
+      at.seen = false;
+      try {
+        const res = await fetch(url, {method, headers, body, signal: o.signal});
+        if (!res.ok || res.status === 204) throw await httpError(res);
+        return await read(res, o, at);
+      } catch (e) {
+        if (at.seen) tries = 0;
+        if (e.final || e.name === "AbortError" || method !== "GET" || !at.id || tries >= (o.retries ?? 5)) throw e;
+        await new Promise((resolve) => setTimeout(resolve, at.wait * (tries + 1)));
+      }
     }
   };
 })(window.flowbridge = window.flowbridge || {});

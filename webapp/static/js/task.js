@@ -3,12 +3,15 @@
  * graph (data-status and its status-* class), its badge and its timeline bar; when the task ends
  * (done or error) reload, so the final server-rendered page (outputs, timeline, snapshots) shows.
  * A finished task's page needs none of this; only the "open the node you linked to" part runs.
- * Data only ever goes into the page through textContent and attributes.
+ * Data only ever goes into the page through textContent and attributes. Timeline bars are SVG rects
+ * (x and width in % of the task): no inline style, which the Content-Security-Policy forbids.
+ * The stream resumes by itself after a cut (events.js reconnects with Last-Event-ID).
  */
 (function () {
   "use strict";
   const STATUSES = ["pending", "processing", "succeeded", "failed", "canceled"];
   const TERMINAL = ["succeeded", "failed", "canceled"];
+  const SVG = "http://www.w3.org/2000/svg";
   const root = document.getElementById("task");
   if (!root) return;
 
@@ -38,6 +41,8 @@
   const timeline = document.getElementById("timeline");
   const t0 = Number(timeline && timeline.dataset.t0) || Date.now();
   const runs = new Map();  // node id -> {start, end, row}
+  // the page stays bounded: at most as many rows as the server shows (a big workflow's page is paged)
+  const maxRows = Number(timeline && timeline.dataset.maxRows) || 60;
 
   for (const row of timeline ? timeline.querySelectorAll(".tl-row") : []) {
     runs.set(row.dataset.node, {start: Number(row.dataset.start),
@@ -55,9 +60,20 @@
     name.title = title;
     const track = document.createElement("span");
     track.className = "tl-track";
-    const bar = document.createElement("span");
-    bar.className = "tl-bar";
-    track.appendChild(bar);
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "tl-svg");
+    svg.setAttribute("viewBox", "0 0 100 10");
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("width", "100%");
+    svg.setAttribute("height", "100%");
+    svg.setAttribute("aria-hidden", "true");
+    const bar = document.createElementNS(SVG, "rect");
+    bar.setAttribute("class", "tl-bar");
+    bar.setAttribute("y", "0");
+    bar.setAttribute("height", "10");
+    bar.setAttribute("fill", "currentColor");
+    svg.appendChild(bar);
+    track.appendChild(svg);
     const dur = document.createElement("span");
     dur.className = "tl-dur";
     row.append(name, track, dur);
@@ -84,8 +100,8 @@
       const width = Math.min(Math.max((end - run.start) / span * 100, 0.4), 100);
       const left = Math.min(Math.max((run.start - t0) / span * 100, 0), 100 - width);
       const bar = run.row.querySelector(".tl-bar");
-      bar.style.left = left.toFixed(2) + "%";
-      bar.style.width = width.toFixed(2) + "%";
+      bar.setAttribute("x", left.toFixed(2));
+      bar.setAttribute("width", width.toFixed(2));
       run.row.querySelector(".tl-dur").textContent = formatMs(end - run.start);
     }
   }
@@ -105,8 +121,9 @@
     if (!timeline || typeof data.startTime !== "number") return;
     let run = runs.get(id);
     if (!run) {
+      if (runs.size >= maxRows) return;
       const title = details ? details.querySelector("summary strong").textContent : id;
-      run = {row: rowFor(id, title, details ? "#" + details.id : "#")};
+      run = {row: rowFor(id, title, details ? "#" + details.id : "#nodes")};
       runs.set(id, run);
     }
     run.start = data.startTime;
