@@ -36,13 +36,14 @@ import math
 import threading
 import time
 from collections import deque
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
 from ..config import ConfigError, _number
 from ..errors import error_response
 
-__all__ = ["LIGHT_PATHS", "Capacity", "Slot", "init_app"]
+__all__ = ["LIGHT_PATHS", "Capacity", "Slot", "capacity_of", "init_app"]
 
 #: Health and status routes: they never wait for a slot and are never refused.
 LIGHT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/info"})
@@ -91,10 +92,13 @@ class Capacity:
             self._waiters.remove(waiter)
             return None
 
-    def retry_after(self) -> int:
-        """Seconds until the queue ahead of a new request has likely drained, from the recent service time."""
+    def retry_after(self, extra: int = 0) -> int:
+        """Seconds until the queue ahead of a new request has likely drained, from the recent service time.
+
+        :param extra: requests ahead of it that have not reached the queue yet (the worker's own backlog).
+        """
         with self._lock:
-            ahead = len(self._waiters) + 1
+            ahead = len(self._waiters) + extra + 1
             seconds = ahead * self._service / self.slots
         return max(RETRY_AFTER_MIN, min(RETRY_AFTER_MAX, math.ceil(seconds)))
 
@@ -125,6 +129,12 @@ class Slot:
         capacity, self._capacity = self._capacity, None
         if capacity is not None:
             capacity._give_back(time.monotonic() - self._since)
+
+
+def capacity_of(app: Any) -> Capacity | None:
+    """The capacity guard of ``app`` (None when it is off, or ``app`` is not a flowbridge app)."""
+    extensions = getattr(app, "extensions", None)
+    return extensions.get(_EXTENSION) if isinstance(extensions, dict) else None
 
 
 def init_app(app: Flask) -> None:

@@ -34,16 +34,20 @@ import io
 import json
 import logging
 import os
+import selectors
 import socket
 import sys
 import threading
 import time
+from functools import partial
 from typing import Any
 
 from gunicorn.http.body import Body
 from gunicorn.workers.gthread import _DEFER, DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
 
 from ..config import DEFAULTS, _number
+from ..guards.capacity import capacity_of
+from . import overflow
 
 __all__ = ["BodyTooLarge", "ClientTooSlow", "FlowbridgeWorker", "exit_now"]
 
@@ -128,7 +132,45 @@ class FlowbridgeWorker(ThreadWorker):
         self.body_timeout = _setting("FLOWBRIDGE_BODY_TIMEOUT")
         self.max_body = int(_number("MAX_CONTENT_LENGTH", os.environ.get("MAX_CONTENT_LENGTH")
                                     or DEFAULTS["MAX_CONTENT_LENGTH"], int, minimum=1))
+        #: requests handed to the thread pool and not finished (changed on the main loop only)
+        self.in_flight = 0
+        self.shed_at = self.cfg.threads + overflow.overflow_size(self.cfg.threads)
         super().init_process()
+
+    def enqueue_req(self, conn: Any) -> None:
+        """Hand ``conn`` to a request thread, or answer 503 here when even the overflow is full.
+
+        See :mod:`webapp.server.overflow`. A new connection whose request has not arrived yet waits
+        on the poller (as gthread parks idle connections), so its first line can be looked at.
+        """
+        data = overflow.peek(conn.sock) if conn.initialized or self.in_flight >= self.shed_at else None
+        if data == b"" and not (conn.initialized and conn.parser.unreader.buf.getvalue()):
+            self.nr_conns -= 1  # the client closed its (kept-alive) connection: no thread needed to see that
+            conn.close()
+            return
+        if self.in_flight >= self.shed_at:
+            if data is None and not conn.initialized:
+                self._park(conn)
+                return
+            if data is not None and not overflow.is_light(overflow.first_line(data)):
+                backlog = self.in_flight - self.cfg.threads
+                self.nr_conns -= 1
+                overflow.refuse(conn.sock, overflow.estimate_retry_after(capacity_of(self.wsgi), backlog))
+                return
+        self.in_flight += 1
+        future = self.tpool.submit(self.handle, conn)
+        future.add_done_callback(lambda done: self.method_queue.defer(self._finished, conn, done))
+
+    def _finished(self, conn: Any, future: Any) -> None:
+        self.in_flight -= 1
+        self.finish_request(conn, future)
+
+    def _park(self, conn: Any) -> None:
+        """Wait on the poller for the connection's first bytes, without a thread (gthread's deferral)."""
+        conn.sock.setblocking(False)
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        self.pending_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self.stop_deadline is None:
