@@ -12,11 +12,15 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The benches' own dependencies (the `bench` extra) are installed here, not by `make install`.
 bench: $(VENV)/.installed
+	$(PIP) install -e '.[bench]'
 	$(PY) bench/bridge.py
 	$(PY) bench/chat_load.py
 	$(PY) bench/tasks.py
 	$(PY) bench/stream.py
+	$(PY) bench/capacity.py
+	$(PY) bench/loops.py
 
 install: $(VENV)/.installed
 

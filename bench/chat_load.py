@@ -1,18 +1,26 @@
-"""``POST /api/chat`` (async view, bridge) next to a plain sync view, under real gunicorn.
+"""``POST /api/chat`` under real gunicorn with the default configuration, next to a sync view and an asyncio peer.
 
-Setup: a fake upstream answering after 100 ms, in its own process; gunicorn
-with 2 workers x 16 gthread threads serving ``bench.sync_view_app:app``, which
-has both ``POST /api/chat`` and ``POST /bench/sync-chat``; 64 clients (4 load
+Setup: a fake upstream answering after 100 ms, in its own process. gunicorn
+serves ``bench.sync_view_app:app`` (which has both ``POST /api/chat`` and
+``POST /bench/sync-chat``) with the repository's gunicorn.conf.py and no
+override but the bind address and ``LLM_BASE_URL``: its workers, threads and
+guards are whatever the defaults are when the bench runs. The asyncio peer is
+``bench/asyncio_peer.py`` (FastAPI, one shared aiohttp session per worker)
+under uvicorn with 2 workers, against the same upstream. 64 clients (4 load
 processes x 16 threads, each thread with its own keep-alive Session), in
 processes of their own so their CPU does not compete with ours.
 
-Rounds alternate between the two endpoints (A B, B A, A B, ...); each round
-sends a fixed number of requests. Reported per endpoint: median requests/s,
-median p50 and p99 latency, errors, and the upstream's peak concurrency per
-round; then the async/sync throughput ratio and how many "Connection pool is
+Rounds rotate the three endpoints (A B C, B C A, C A B, ...); each round sends
+a fixed number of requests. Reported per endpoint: median requests/s, median
+p50 and p99 latency of the answered requests, 503s (refused: capacity), other
+errors, the worker CPU per request (utime + stime of the server's workers from
+/proc, divided by the requests sent), and the upstream's peak concurrency per
+round; then flowbridge's async/sync throughput ratio, flowbridge against the
+asyncio peer, the machine's load average, and how many "Connection pool is
 full" warnings reached the gunicorn log.
 
-Run: ``.venv/bin/python bench/chat_load.py`` (about a minute). Writes
+Run: ``.venv/bin/python bench/chat_load.py`` (about a minute and a half);
+needs the ``bench`` extra (fastapi, uvicorn, aiohttp). Writes
 ``bench/results/chat_load.json`` and keeps the gunicorn log next to it; exits 0.
 """
 
@@ -33,25 +41,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import requests  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    cpu_seconds,
-    worker_pids,
     LOG_PROBE,
     RESULTS,
+    DefaultGunicorn,
     UpstreamProcess,
+    cpu_seconds,
+    gunicorn_defaults,
+    loadavg,
     machine,
     median,
     percentile,
+    raise_nofile_limit,
     table,
+    wait_for_workers,
     write_json,
 )
-from tests.servers import GunicornServer  # noqa: E402
+from bench._peer import PEER_WORKERS, UvicornServer  # noqa: E402
 
-WORKERS = 2
-THREADS = 16
 UPSTREAM_DELAY = 0.1
 LOAD_PROCESSES = 4
 THREADS_PER_PROCESS = 16
-ENDPOINTS = {"async /api/chat": "/api/chat", "sync /bench/sync-chat": "/bench/sync-chat"}
+ASYNC, SYNC, PEER = "flowbridge async /api/chat", "flowbridge sync /bench/sync-chat", "asyncio peer /api/chat"
+#: endpoint -> (server, path)
+ENDPOINTS = {ASYNC: ("flowbridge", "/api/chat"), SYNC: ("flowbridge", "/bench/sync-chat"),
+             PEER: ("peer", "/api/chat")}
 #: async throughput must be at least this share of sync throughput
 TARGET_RATIO = 0.97
 POOL_FULL = "Connection pool is full"
@@ -191,55 +204,65 @@ def _upstream_stats(upstream: UpstreamProcess) -> dict[str, Any]:
 def run(rounds: int, per_round: int, log_path: Path) -> dict[str, Any]:
     payload = {"message": "hello from the load generator"}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in ENDPOINTS}
-    with UpstreamProcess(delay=UPSTREAM_DELAY) as upstream:
-        # No reserved threads: 64 clients on 2 x 16 threads must queue in gunicorn, as they did
-        # before that guard existed; with it they would get 503s, and this bench compares views.
-        env = {"LLM_BASE_URL": upstream.base_url, "LLM_MAX_RETRIES": "0", "GUNICORN_LOGLEVEL": "info",
-               "LLM_TIMEOUT": str(REQUEST_TIMEOUT), "FLOWBRIDGE_RESERVED_THREADS": "0"}
-        with GunicornServer(env, workers=WORKERS, threads=THREADS, app="bench.sync_view_app:app",
-                            log_path=log_path) as server:
-            workers = worker_pids(server.process.pid)
-            for _ in range(50):  # /healthz answered, so one worker is up; wait for the others
-                if len(workers) >= WORKERS:
-                    break
-                time.sleep(0.2)
-                workers = worker_pids(server.process.pid)
-            with LoadGenerator(LOAD_PROCESSES, THREADS_PER_PROCESS) as load:
-                # warm-up: sessions, keep-alive connections, each worker's client and pool threads
-                for path in ENDPOINTS.values():
-                    load.run(server.url + path, payload, LOAD_PROCESSES * THREADS_PER_PROCESS * 2)
-                names = list(ENDPOINTS)
-                for r in range(rounds):
-                    order = names if r % 2 == 0 else names[::-1]
-                    for name in order:
-                        _upstream_reset(upstream)
-                        cpu0 = cpu_seconds(workers)
-                        result = load.run(server.url + ENDPOINTS[name], payload, per_round)
-                        result["worker_cpu_ms_per_request"] = (cpu_seconds(workers) - cpu0) / per_round * 1000
-                        result["upstream"] = _upstream_stats(upstream)
-                        result["round"] = r
-                        results[name].append(result)
-                        print(f"  round {r} {name:22s} {result['rps']:6.1f} req/s  p50 {result['p50_ms']:6.1f} ms"
-                              f"  p99 {result['p99_ms']:6.1f} ms  errors {sum(result['errors'].values())}"
-                              f"  upstream max_concurrency {result['upstream']['max_concurrency']}"
-                              f"  worker CPU {result['worker_cpu_ms_per_request']:.2f} ms/req", flush=True)
+    defaults = gunicorn_defaults()
+    load_before = loadavg()
+    with UpstreamProcess(delay=UPSTREAM_DELAY) as upstream, \
+            DefaultGunicorn(upstream.base_url, app="bench.sync_view_app:app", log_path=log_path) as server, \
+            UvicornServer(upstream.base_url) as peer:
+        workers = {"flowbridge": wait_for_workers(server.process.pid, defaults["workers"]),
+                   "peer": peer.workers}
+        urls = {"flowbridge": server.url, "peer": peer.url}
+        with LoadGenerator(LOAD_PROCESSES, THREADS_PER_PROCESS) as load:
+            # warm-up: sessions, keep-alive connections, each worker's client and pool threads
+            for target, path in ENDPOINTS.values():
+                load.run(urls[target] + path, payload, LOAD_PROCESSES * THREADS_PER_PROCESS * 2)
+            names = list(ENDPOINTS)
+            for r in range(rounds):
+                order = names[r % len(names):] + names[:r % len(names)]
+                for name in order:
+                    target, path = ENDPOINTS[name]
+                    _upstream_reset(upstream)
+                    cpu0 = cpu_seconds(workers[target])
+                    result = load.run(urls[target] + path, payload, per_round)
+                    result["worker_cpu_ms_per_request"] = (cpu_seconds(workers[target]) - cpu0) / per_round * 1000
+                    result["upstream"] = _upstream_stats(upstream)
+                    result["round"] = r
+                    result["loadavg"] = loadavg()
+                    results[name].append(result)
+                    print(f"  round {r} {name:34s} {result['rps']:6.1f} req/s  p50 {result['p50_ms']:6.1f} ms"
+                          f"  p99 {result['p99_ms']:6.1f} ms  503s {result['errors'].get('HTTP 503', 0)}"
+                          f"  other errors {_other_errors(result['errors'])}"
+                          f"  upstream max_concurrency {result['upstream']['max_concurrency']}"
+                          f"  worker CPU {result['worker_cpu_ms_per_request']:.2f} ms/req", flush=True)
     log = log_path.read_text(errors="replace")
+    flowbridge_workers = workers["flowbridge"]
     return {
-        "setup": {"gunicorn_workers": WORKERS, "gunicorn_threads": THREADS, "upstream_delay_s": UPSTREAM_DELAY,
+        "setup": {"gunicorn_workers": defaults["workers"], "gunicorn_threads": defaults["threads"],
+                  "gunicorn_reserved_threads": defaults["reserved_threads"],
+                  "gunicorn_exported": defaults["exported"], "peer_workers": PEER_WORKERS,
+                  "peer_server": peer.describe(), "upstream_delay_s": UPSTREAM_DELAY,
                   "clients": LOAD_PROCESSES * THREADS_PER_PROCESS, "load_processes": LOAD_PROCESSES,
                   "requests_per_round": per_round, "rounds_per_endpoint": rounds,
-                  "ceiling_rps": WORKERS * THREADS / UPSTREAM_DELAY},
+                  "gunicorn_capacity": defaults["capacity"],
+                  # closed-loop clients, or flowbridge's work slots, each busy UPSTREAM_DELAY per request
+                  "ceiling_rps": min(LOAD_PROCESSES * THREADS_PER_PROCESS, defaults["capacity"]) / UPSTREAM_DELAY,
+                  "loadavg_before": load_before, "loadavg_after": loadavg()},
         "rounds": results,
         "log": {
             "path": str(log_path),
-            "worker_pids": workers,
+            "worker_pids": flowbridge_workers,
             # each worker logs the probe through urllib3's logger on its first request
-            "probe_seen": len(workers) == WORKERS and all(f"{LOG_PROBE} (pid {pid})" in log for pid in workers),
+            "probe_seen": len(flowbridge_workers) == defaults["workers"]
+            and all(f"{LOG_PROBE} (pid {pid})" in log for pid in flowbridge_workers),
             "pool_full": log.count(POOL_FULL),
             "tracebacks": log.count("Traceback"),
             "worker_timeouts": log.count("WORKER TIMEOUT"),
         },
     }
+
+
+def _other_errors(errors: dict[str, int]) -> int:
+    return sum(v for k, v in errors.items() if k != "HTTP 503")
 
 
 def summarize(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -251,40 +274,54 @@ def summarize(data: dict[str, Any]) -> list[dict[str, Any]]:
             "p50_ms": median([r["p50_ms"] for r in rounds]),
             "p99_ms": median([r["p99_ms"] for r in rounds]),
             "worker_cpu_ms_per_request": median([r["worker_cpu_ms_per_request"] for r in rounds]),
-            "errors": sum(sum(r["errors"].values()) for r in rounds),
+            "refused_503": sum(r["errors"].get("HTTP 503", 0) for r in rounds),
+            "errors": sum(_other_errors(r["errors"]) for r in rounds),
+            "error_kinds": sorted({k for r in rounds for k in r["errors"] if k != "HTTP 503"}),
+            "ok": sum(r["ok"] for r in rounds),
             "requests": sum(r["requests"] for r in rounds),
             "upstream_max_concurrency": [r["upstream"]["max_concurrency"] for r in rounds],
             "upstream_new_connections": [r["upstream"]["connections"] for r in rounds],
         }
         summary[name] = s
         rows.append([name, s["rps"], s["p50_ms"], s["p99_ms"], s["worker_cpu_ms_per_request"],
-                     f"{s['errors']}/{s['requests']}",
+                     f"{s['ok']}/{s['requests']}", s["refused_503"], s["errors"],
                      " ".join(map(str, s["upstream_max_concurrency"])),
                      " ".join(map(str, s["upstream_new_connections"]))])
     data["summary"] = summary
     setup = data["setup"]
-    print(f"\nPOST chat under gunicorn ({setup['gunicorn_workers']} workers x {setup['gunicorn_threads']} gthread "
-          f"threads), {setup['clients']} clients, upstream delay {setup['upstream_delay_s'] * 1000:.0f} ms; "
-          f"median of {setup['rounds_per_endpoint']} rounds x {setup['requests_per_round']} requests; "
-          f"ceiling {setup['ceiling_rps']:.0f} req/s")
-    print(table(["endpoint", "req/s", "p50 ms", "p99 ms", "worker CPU ms/req", "errors", "upstream max conc./round",
-                 "new upstream conns/round"], rows))
-    a, s = summary["async /api/chat"], summary["sync /bench/sync-chat"]
+    print(f"\nPOST chat, {setup['clients']} closed-loop clients, upstream delay "
+          f"{setup['upstream_delay_s'] * 1000:.0f} ms; "
+          f"flowbridge: gunicorn defaults ({setup['gunicorn_workers']} workers x {setup['gunicorn_threads']} gthread "
+          f"threads, {setup['gunicorn_reserved_threads']} reserved; exports {setup['gunicorn_exported']}); "
+          f"asyncio peer: {setup['peer_server']}; median of {setup['rounds_per_endpoint']} rounds x "
+          f"{setup['requests_per_round']} requests; ceiling {setup['ceiling_rps']:.0f} req/s; "
+          f"loadavg {setup['loadavg_before']} before, {setup['loadavg_after']} after")
+    print(table(["endpoint", "req/s", "p50 ms", "p99 ms", "worker CPU ms/req", "answered", "503s", "other errors",
+                 "upstream max conc./round", "new upstream conns/round"], rows))
+    a, s, p = summary[ASYNC], summary[SYNC], summary[PEER]
     ratio = a["rps"] / s["rps"]
     data["ratio_async_over_sync"] = ratio
+    data["flowbridge_vs_peer"] = {"rps_ratio": a["rps"] / p["rps"], "p99_ratio": a["p99_ms"] / p["p99_ms"],
+                                  "cpu_ratio": a["worker_cpu_ms_per_request"] / p["worker_cpu_ms_per_request"]}
+    vs = data["flowbridge_vs_peer"]
     log = data["log"]
     print(f"\nratio async/sync req/s: {ratio:.3f}")
+    print(f"flowbridge async /api/chat against the asyncio peer: req/s x{vs['rps_ratio']:.2f}, "
+          f"p99 x{vs['p99_ratio']:.2f}, worker CPU per request x{vs['cpu_ratio']:.2f}")
+    for name, m in summary.items():
+        if m["error_kinds"]:
+            print(f"errors of {name}: {m['error_kinds']}")
     print(f"gunicorn log: {log['pool_full']} '{POOL_FULL}', {log['tracebacks']} tracebacks, "
           f"{log['worker_timeouts']} worker timeouts; urllib3 warnings reach the log: "
           f"{'yes' if log['probe_seen'] else 'NO (the count means nothing)'} "
           f"(workers {log['worker_pids']})")
+    failed = sum(m["errors"] + m["refused_503"] for m in summary.values())
     verdicts = [
         {"target": f"async/sync requests/s >= {TARGET_RATIO}", "value": round(ratio, 3),
          "pass": ratio >= TARGET_RATIO},
         {"target": f"zero '{POOL_FULL}' in the gunicorn log", "value": log["pool_full"],
          "pass": log["pool_full"] == 0 and log["probe_seen"]},
-        {"target": "no failed requests", "value": a["errors"] + s["errors"],
-         "pass": a["errors"] + s["errors"] == 0},
+        {"target": "no failed or refused requests (defaults, 64 clients)", "value": failed, "pass": failed == 0},
     ]
     print()
     for v in verdicts:
@@ -299,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     RESULTS.mkdir(exist_ok=True)
+    raise_nofile_limit()  # the servers and load processes started below inherit it
     data = run(args.rounds, args.requests, RESULTS / "chat_load_gunicorn.log")
     data["verdicts"] = summarize(data)
     data["machine"] = machine()
