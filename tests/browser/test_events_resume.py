@@ -82,3 +82,23 @@ def test_a_stream_cut_by_a_dying_worker_resumes_in_the_browser(
     assert last == {"start_0": "succeeded", "llm_0": "succeeded", "end_0": "succeeded"}
     assert page.js_errors == []  # type: ignore[attr-defined]
     page.screenshot(path=str(artifacts_dir / "events_resume.png"), full_page=True)
+
+
+def test_a_line_separator_in_an_event_does_not_break_the_reader(
+        page: Page, servers: tuple[GunicornServer, GunicornServer], upstream: FakeUpstream) -> None:
+    # JSON may hold U+2028/U+2029 raw (the server writes UTF-8, not \u escapes); a field parser built on
+    # a regex's "." stopped there and threw, so the page never saw the event
+    runner, streamer = servers
+    reply = "one\u2028two\u2029three"
+    upstream.configure(reply=reply)
+    response = requests.post(runner.url + "/api/task/run?wait=30", timeout=40,
+                             json={"schema": json.dumps(llm_schema()), "inputs": {"q": "separators"}})
+    assert response.json()["status"] == "succeeded", response.json()
+    page.goto(streamer.url + "/tasks")
+    page.add_script_tag(url="/static/js/events.js")
+    page.evaluate(START, f"/api/task/events?taskID={response.json()['taskID']}")
+    page.wait_for_function("() => window.__stream.done", timeout=30_000)
+    outcome = page.evaluate("() => window.__stream")
+    assert "error" not in outcome, outcome
+    assert outcome["last"]["type"] == "done" and outcome["last"]["data"]["outputs"] == {"answer": reply}
+    assert page.js_errors == []  # type: ignore[attr-defined]

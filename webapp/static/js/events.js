@@ -1,15 +1,15 @@
 /*
  * flowbridge.streamEvents(url, {method, body, headers, signal, onEvent, retries}): SSE over fetch.
  * Resolves with the done/error event; rejects on a non-2xx (.status, .type), a stream cut before its
- * end, an abort. A cut GET stream with ids is fetched again with Last-Event-ID (`retries`: 5).
+ * end, an abort. A cut GET stream with ids (or its 5xx) is retried with Last-Event-ID (`retries`: 5).
  */
 (function (ns) {
   "use strict";
 
   async function httpError(res) {
-    const e = await res.json().then((b) => (b && b.error) || {}, () => ({}));
+    const e = await res.json().then((b) => b?.error || {}, () => ({}));
     return Object.assign(new Error(e.message || "HTTP " + res.status),
-                         {status: res.status, type: e.type || "http_error", final: true});
+                         {status: res.status, type: e.type || "http_error", final: res.status < 500});
   }
 
   async function read(res, o, at) {  // at.id: set once its event is whole
@@ -25,7 +25,8 @@
         buffer = lines.pop() + buffer.slice(cut);
         if (done) lines.push(buffer, "");
         for (const line of lines) {
-          const [, name, field] = /^([^:]*):? ?(.*)$/.exec(line);
+          // [\s\S]: a raw U+2028 too
+          const [, name, field] = /^([^:]*):? ?([\s\S]*)$/.exec(line);
           if (name === "data") data.push(field);
           if (name === "id") id = field;
           if (name === "retry" && /^\d+$/.test(field)) at.wait = +field;
@@ -34,7 +35,7 @@
           data = [];
           if (id !== null) at.id = id;
           at.seen = true;
-          if (o.onEvent) o.onEvent(event);
+          o.onEvent?.(event);
           if (event.type === "done" || event.type === "error") return event;
         }
         if (done) throw new Error("the stream ended before its done or error event");
@@ -49,7 +50,7 @@
     let body = o.body;
     if (body != null && typeof body === "object" && !(body instanceof FormData)) {
       body = JSON.stringify(body);
-      headers["Content-Type"] = headers["Content-Type"] || "application/json";
+      headers["Content-Type"] ||= "application/json";
     }
     const method = o.method || (body == null ? "GET" : "POST");
     for (let tries = 0; ; tries++) {
@@ -62,7 +63,7 @@
       } catch (e) {
         if (at.seen) tries = 0;
         if (e.final || e.name === "AbortError" || method !== "GET" || !at.id || tries >= (o.retries ?? 5)) throw e;
-        await new Promise((resolve) => setTimeout(resolve, at.wait * (tries + 1)));
+        await new Promise((r) => setTimeout(r, at.wait * (tries + 1)));
       }
     }
   };
