@@ -129,13 +129,14 @@ def finish_running_tasks(app: Flask, seconds: float) -> int:
         return 0
     runtime: WorkflowRuntime = entry[0]
     until = time.monotonic() + seconds
-    running = list(runtime._runs)  # the tasks this process runs now (no public accessor yet)
+    running = runtime.running_task_ids()
     for task_id in running:
         left = until - time.monotonic()
         if left <= 0:
             break
         runtime.wait(task_id, left)
-    return sum(1 for task_id in running if task_id in runtime._runs)
+    still = set(runtime.running_task_ids())
+    return sum(1 for task_id in running if task_id in still)
 
 
 def get_result_store(app: Flask | None = None) -> ResultStore:

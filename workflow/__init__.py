@@ -10,19 +10,17 @@ report = await TaskReportAPI({"taskID": task["taskID"]})
 Custom node types: ``register_node_executor("my-type", async_executor)``.
 """
 
-from .application import (
+from .api import (
     TaskCancelAPI,
-    TaskCapacityError,
     TaskReportAPI,
     TaskResultAPI,
     TaskRunAPI,
     TaskValidateAPI,
     WorkflowApplication,
-    WorkflowInputError,
-    WorkflowRuntime,
     default_runtime,
     set_default_runtime,
 )
+from .application import TaskCapacityError, WorkflowRuntime
 from .engine import Limits
 from .executor import (
     ExecutionContext,
@@ -33,6 +31,7 @@ from .executor import (
     register_node_executor,
 )
 from .nodes.basic import register_builtin_executors
+from .request import WorkflowInputError
 from .outbound import OutboundURLError, check_outbound_url, parse_allowed_host, parse_outbound_url
 
 register_builtin_executors()

@@ -14,22 +14,22 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 from .document import WorkflowDocument
 from .engine import Limits, TaskCanceled, TaskDeadline, TaskRun
-from .executor import RuntimeSettings, get_node_executor
+from .executor import RuntimeSettings
 from .report import TaskState
-from .storable import UnstorableValue, check_storable, loads
+from .request import WorkflowInputError, check_request, parse_schema, schema_title, unknown_node_types
 from .store import MemoryTaskStore, TaskRecord, TaskStore, _abandon_report, process_owner_id
 from .validation import validate_schema, validate_task
 
+__all__ = ["TaskCapacityError", "WorkflowInputError", "WorkflowRuntime", "check_request", "parse_schema"]
+
 logger = logging.getLogger(__name__)
 
-#: Node types that need no executor of their own (the engine runs loops; comments are never reached).
-_ENGINE_TYPES = frozenset({"loop", "comment", "group"})
 #: Seconds between heartbeats of this process's running tasks.
 HEARTBEAT_INTERVAL = 5.0
 #: Seconds between checks of the cancel flags of this process's running tasks.
@@ -40,11 +40,6 @@ ORPHAN_AFTER = 30.0
 
 class TaskCapacityError(RuntimeError):
     """This process already runs ``max_running`` tasks."""
-
-
-class WorkflowInputError(ValueError):
-    """The TaskRun request itself is malformed (schema not JSON, inputs not an object, a value a task
-    cannot hold: see :mod:`workflow.storable`); the message names what is wrong."""
 
 
 class WorkflowRuntime:
@@ -173,6 +168,12 @@ class WorkflowRuntime:
             except Exception:  # best effort at exit: the heartbeat check fails it later anyway
                 logger.exception("recording task %s as failed at shutdown failed", task_id)
 
+    def running_task_ids(self) -> list[str]:
+        """The IDs of the tasks this process is running now (none in a forked child that has not run its own)."""
+        if self._pid != os.getpid():
+            return []
+        return list(self._runs)
+
     # -- LLM clients -------------------------------------------------------------------------
 
     def llm_client_for(self, inputs: dict[str, Any]) -> Any:
@@ -208,7 +209,7 @@ class WorkflowRuntime:
         record = TaskRecord(task_id=task_id, status="pending", schema=schema_obj, inputs=inputs, outputs=None,
                             report=None, error=None, created_at=now, started_at=None, finished_at=None,
                             cancel_requested=False, owner=process_owner_id(), heartbeat_at=now,
-                            title=_title(schema_obj))
+                            title=schema_title(schema_obj))
         if errors:
             for message in errors:
                 state.add_message("error", message)
@@ -237,8 +238,7 @@ class WorkflowRuntime:
     def _unknown_type_errors(self, schema: dict[str, Any]) -> list[str]:
         if validate_schema(schema):
             return []
-        unknown = sorted({t for t in _node_types(schema) if t not in _ENGINE_TYPES and get_node_executor(t) is None})
-        return [f"No executor found for node type {t}" for t in unknown]
+        return [f"No executor found for node type {t}" for t in unknown_node_types(schema)]
 
     def _saver(self, task_id: str) -> Callable[[TaskRun], None]:
         return _ProgressSaver(self.store, task_id)
@@ -343,23 +343,29 @@ class _ProgressSaver:
         self.task_id = task_id
         self.interval = interval
         self.last = 0.0
-        self.pending = False
+        self.timer: asyncio.TimerHandle | None = None  # the scheduled save of changes in between
 
     def __call__(self, run: TaskRun) -> None:
         now = time.monotonic()
         if run.state.workflow.terminated or now - self.last >= self.interval:
             self.flush(run)
-        elif not self.pending:
-            self.pending = True
-            asyncio.get_running_loop().call_later(self.interval - (now - self.last), self.flush, run)
+        elif self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(self.interval - (now - self.last), self.flush, run)
 
     def flush(self, run: TaskRun) -> None:
-        self.pending = False
+        if self.timer is not None:  # this save covers it: no second save (after the end, of the whole outputs)
+            self.timer.cancel()
+            self.timer = None
         self.last = time.monotonic()
         state = run.state
+        mark = state.progress_mark()
         rest, parts = state.export_progress()  # each snapshot is written once: the cost stays flat
-        self.store.save_progress(self.task_id, state.workflow.status, rest, parts=parts,
-                                 outputs=state.outputs if state.workflow.terminated else None)
+        try:
+            self.store.save_progress(self.task_id, state.workflow.status, rest, parts=parts,
+                                     outputs=state.outputs if state.workflow.terminated else None)
+        except Exception:
+            state.rewind_progress(mark)  # the next save writes these parts again
+            raise
 
 
 def _fail_run(run: TaskRun, message: str) -> dict[str, Any]:
@@ -403,145 +409,3 @@ async def _cancel_all() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def parse_schema(schema: Any) -> dict[str, Any]:
-    """The schema as a dict: FlowGram sends it as a JSON string; an object is accepted too."""
-    if isinstance(schema, str):
-        try:
-            schema = loads(schema, "schema")
-        except UnstorableValue as exc:
-            raise WorkflowInputError(str(exc)) from None
-        except ValueError as exc:
-            raise WorkflowInputError(f"schema is not valid JSON: {exc}") from None
-    if not isinstance(schema, dict):
-        raise WorkflowInputError("schema must be a JSON object (or a JSON string of one)")
-    return schema
-
-
-def check_request(schema: Any, inputs: Any, *, inputs_object: bool = True) -> tuple[dict[str, Any], Any]:
-    """The schema and inputs of a TaskRun or TaskValidate request, checked before anything is recorded.
-
-    :raises WorkflowInputError: naming the problem: the schema is not a JSON object (or a JSON string
-        of one), the inputs are not an object, or either holds a value a task cannot hold (nested
-        deeper than :data:`~workflow.storable.MAX_NESTING`, a lone surrogate, NaN, a huge integer).
-    :param inputs_object: False to let TaskValidate report inputs that are not an object as FlowGram does.
-    """
-    schema_obj = parse_schema(schema)
-    if inputs is None:
-        inputs = {}
-    if inputs_object and not isinstance(inputs, dict):
-        raise WorkflowInputError("inputs must be a JSON object")
-    try:
-        check_storable(schema_obj, "schema")
-        check_storable(inputs, "inputs")
-    except UnstorableValue as exc:
-        raise WorkflowInputError(str(exc)) from None
-    return schema_obj, inputs
-
-
-def _node_types(schema: dict[str, Any]) -> set[str]:
-    types: set[str] = set()
-    stack = list(schema.get("nodes") or [])
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            types.add(str(node.get("type")))
-            stack.extend(node.get("blocks") or [])
-    return types
-
-
-def _title(schema: dict[str, Any]) -> str:
-    for node in schema.get("nodes") or []:
-        if isinstance(node, dict) and node.get("type") == "start":
-            return str((node.get("data") or {}).get("title") or "")
-    return ""
-
-
-# -- FlowGram's API functions -------------------------------------------------------------------
-
-_default_runtime: WorkflowRuntime | None = None
-
-
-def default_runtime() -> WorkflowRuntime:
-    global _default_runtime
-    if _default_runtime is None:
-        _default_runtime = WorkflowRuntime()
-    return _default_runtime
-
-
-def set_default_runtime(runtime: WorkflowRuntime) -> None:
-    global _default_runtime
-    _default_runtime = runtime
-
-
-def _api(fn: Callable[[WorkflowRuntime, dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
-    async def call(request: dict[str, Any]) -> Any:
-        if not isinstance(request, dict):
-            raise WorkflowInputError("the request must be an object")
-        return fn(default_runtime(), request)
-
-    call.__name__ = fn.__name__
-    call.__doc__ = fn.__doc__
-    return call
-
-
-@_api
-def TaskRunAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, str]:  # noqa: N802
-    """``{schema, inputs}`` → ``{taskID}``."""
-    return {"taskID": runtime.run(request.get("schema"), request.get("inputs"))}
-
-
-@_api
-def TaskReportAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, Any] | None:  # noqa: N802
-    """``{taskID}`` → the report, or None for an unknown task."""
-    return runtime.report(str(request.get("taskID")))
-
-
-@_api
-def TaskResultAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, Any] | None:  # noqa: N802
-    """``{taskID}`` → the outputs once terminated, else None."""
-    return runtime.result(str(request.get("taskID")))
-
-
-@_api
-def TaskCancelAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, bool]:  # noqa: N802
-    """``{taskID}`` → ``{success}`` (False only for an unknown task)."""
-    return {"success": runtime.cancel(str(request.get("taskID")))}
-
-
-@_api
-def TaskValidateAPI(runtime: WorkflowRuntime, request: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-    """``{schema, inputs}`` → ``{valid, errors?}``; node types with no executor add a warning."""
-    schema, inputs = check_request(request.get("schema"), request.get("inputs") or {}, inputs_object=False)
-    errors = validate_task(schema, inputs)
-    result: dict[str, Any] = {"valid": not errors}
-    if errors:
-        result["errors"] = errors
-    unknown = sorted({t for t in _node_types(schema) if t not in _ENGINE_TYPES and get_node_executor(t) is None})
-    if unknown:
-        result["warnings"] = [f"No executor found for node type {t}: running it will fail" for t in unknown]
-    return result
-
-
-class WorkflowApplication:
-    """A sync facade: ``run`` (optionally waiting), ``result``, ``report``, ``cancel``."""
-
-    def __init__(self, runtime: WorkflowRuntime | None = None) -> None:
-        self.runtime = runtime or default_runtime()
-
-    def run(self, schema: Any, inputs: dict[str, Any] | None = None, *, wait: float | None = None) -> str:
-        task_id = self.runtime.run(schema, inputs)
-        if wait:
-            self.runtime.wait(task_id, wait)
-        return task_id
-
-    def result(self, task_id: str) -> dict[str, Any] | None:
-        return self.runtime.result(task_id)
-
-    def report(self, task_id: str) -> dict[str, Any] | None:
-        return self.runtime.report(task_id)
-
-    def cancel(self, task_id: str) -> bool:
-        return self.runtime.cancel(task_id)
-

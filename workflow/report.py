@@ -171,6 +171,15 @@ class TaskState:
             self._handed["message", kind] = len(messages)
         return self._export(self._handed), parts
 
+    def progress_mark(self) -> dict[tuple[str, str], int]:
+        """Where :meth:`export_progress` stands; :meth:`rewind_progress` goes back to it when the store
+        failed to save what it returned, so the next call returns those parts again (none is lost)."""
+        return dict(self._handed)
+
+    def rewind_progress(self, mark: dict[tuple[str, str], int]) -> None:
+        """Go back to ``mark`` (from :meth:`progress_mark`)."""
+        self._handed = dict(mark)
+
     def _export(self, handed: dict[tuple[str, str], int]) -> dict[str, Any]:
         """The report without the first ``handed[kind, key]`` snapshots of each node and messages of each type."""
         reports: dict[str, Any] = {}

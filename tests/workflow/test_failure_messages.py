@@ -94,3 +94,32 @@ def test_a_report_that_cannot_be_saved_still_ends_the_task_failed_saying_why() -
     assert record.status == "failed" and "disk full" in record.error
     assert "disk full" in record.report["messages"]["error"][-1]["message"]
     assert record.report["workflowStatus"]["status"] == "failed"
+
+
+class HiccupStore(MemoryTaskStore):
+    """A store whose first save of a finished task fails (a locked database...); the retry works."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def save_progress(self, task_id: str, status: str, report: Any, *args: Any, **kwargs: Any) -> None:
+        if status == "succeeded" and not self.failed:
+            self.failed = True
+            raise OSError("database is locked")
+        super().save_progress(task_id, status, report, *args, **kwargs)
+
+
+def test_parts_of_a_report_whose_save_failed_are_saved_by_the_next_save() -> None:
+    store = HiccupStore()
+    runtime = WorkflowRuntime(store, RuntimeSettings(), limits=Limits(deadline=30))
+    try:
+        nodes = [START, node("a", "test-nothing"), node("b", "test-nothing"), END]
+        edges = [edge("start_0", "a"), edge("a", "b"), edge("b", "end_0")]
+        record = runtime.wait(runtime.run(json.dumps({"nodes": nodes, "edges": edges}), {"x": 1}), 30)
+    finally:
+        runtime.shutdown()
+    assert store.failed and record.status == "succeeded"
+    reports = record.report["reports"]
+    assert {node_id: len(reports[node_id]["snapshots"]) for node_id in reports} == {
+        "start_0": 1, "a": 1, "b": 1, "end_0": 1}  # none lost with the failed save
