@@ -315,7 +315,10 @@ class TaskRun:
             if not taken:
                 raise NodeError(f'Branch "{result.branch}" not found')
             others = [t for port, targets in node.next_by_port.items() if port != result.branch for t in targets]
-            skipped = self.document.reachable(others) - self.document.reachable(taken)
+            # the walk from `taken` is the costly one (the rest of the graph): only when something may be skipped
+            skipped = self.document.reachable(others) if others else set()
+            if skipped:
+                skipped -= self.document.reachable(taken)
             scope.executed.update(skipped)
             targets = taken
         else:
