@@ -177,7 +177,7 @@ class TaskRun:
         """Run from the start node; returns the workflow outputs ({} unless succeeded).
 
         Every way to fail leaves its reason in ``messages.error``: a node's own error, the
-        deadline, the end node not reached, or whatever else was raised.
+        deadline, or whatever else was raised.
         """
         state = self.state
         state.workflow.set("processing")
@@ -186,7 +186,7 @@ class TaskRun:
         try:
             await self.execute_node(self.document.start, scope)
             if not self.cancelled:
-                self._check_end_reached(scope)
+                self._note_end_not_reached(scope)
         except TaskCanceled:
             return {}
         except Exception as exc:
@@ -209,8 +209,12 @@ class TaskRun:
         self.changed()
         return state.outputs
 
-    def _check_end_reached(self, scope: Scope) -> None:
-        """Raise naming what the end node waited for if the run finished without reaching it."""
+    def _note_end_not_reached(self, scope: Scope) -> None:
+        """Say in the report's warnings what the end node waited for if the run finished without it.
+
+        FlowGram's engine ends such a run ``succeeded`` with outputs ``{}`` (a join whose other
+        predecessor never ran stays silent); so do we, but the warning says why the outputs are empty.
+        """
         end = self.document.find("end")
         if end is None or end.id in scope.executed:
             return
@@ -218,7 +222,8 @@ class TaskRun:
         names = ", ".join(f'"{n}"' for n in waiting)
         why = (f"it waits for {names}, which never ran" if waiting
                else "no path from the start node leads to it")
-        raise NodeError(f'The end node "{end.id}" was not reached: {why}')
+        self.state.add_message("warning", f'The end node "{end.id}" was not reached: {why}; the outputs are empty',
+                               end.id)
 
     async def execute_node(self, node: WorkflowNode, scope: Scope) -> None:
         """Run ``node`` and what follows it: a chain in this loop (no recursion, so
