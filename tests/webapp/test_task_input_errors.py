@@ -25,9 +25,7 @@ def app(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Flask]:
     close_workflow_runtime(app)
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+# client: tests/webapp/conftest.py
 
 
 def deep_schema_text(levels: int) -> str:

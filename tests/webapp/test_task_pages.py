@@ -11,7 +11,6 @@ import html
 import itertools
 import json
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from flask.testing import FlaskClient
 
 from tests.fake_upstream import FakeUpstream
 from tests.workflow.builders import edge, node, obj, ref
-from webapp import create_app
 from webapp.extensions import get_workflow_runtime
 from webapp.pages.graph import COL_GAP, Box, Layout, layout
 from webapp.pages.tasks import duration, pretty
@@ -221,18 +219,7 @@ class Page(HTMLParser):
                 and all(k in a and (v == "" or a[k] == v) for k, v in wanted.items())]
 
 
-@pytest.fixture
-def app(upstream: FakeUpstream) -> Iterator[Flask]:
-    app = create_app({"LLM_BASE_URL": upstream.base_url, "FLOWBRIDGE_TASK_DB": "memory", "TESTING": True})
-    yield app
-    from webapp.extensions import close_workflow_runtime
-
-    close_workflow_runtime(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+# app and client: tests/webapp/conftest.py
 
 
 def run(client: FlaskClient, schema: dict[str, Any], inputs: dict[str, Any], wait: float = 20) -> str:

@@ -8,7 +8,6 @@ Real workflows run against the fake upstream with Flask's test client (memory st
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from flask.testing import FlaskClient
 
 from tests.fake_upstream import FakeUpstream
 from tests.workflow.builders import edge, node, obj, ref
-from webapp import create_app
 from workflow.report import MASK, mask_secrets
 
 LLM_KEY = "sk-secret-llm-0123456789abcdef"
@@ -51,18 +49,7 @@ def secret_schema(base_url: str) -> dict[str, Any]:
             "edges": [edge("start_0", "llm_0"), edge("llm_0", "http_0"), edge("http_0", "end_0")]}
 
 
-@pytest.fixture
-def app(upstream: FakeUpstream) -> Iterator[Flask]:
-    app = create_app({"LLM_BASE_URL": upstream.base_url, "FLOWBRIDGE_TASK_DB": "memory", "TESTING": True})
-    yield app
-    from webapp.extensions import close_workflow_runtime
-
-    close_workflow_runtime(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+# app and client: tests/webapp/conftest.py
 
 
 def run(client: FlaskClient, schema: dict[str, Any], inputs: dict[str, Any]) -> str:

@@ -47,9 +47,7 @@ def app(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Flask]:
     close_workflow_runtime(app)
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+# client: tests/webapp/conftest.py
 
 
 def test_run_and_wait_in_one_call(client: FlaskClient) -> None:
