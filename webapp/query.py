@@ -15,7 +15,9 @@ __all__ = ["MAX_OFFSET", "QueryError", "int_arg"]
 
 #: Largest ``offset`` of a list (far past any store's size, far below SQLite's 2**63 - 1).
 MAX_OFFSET = 1_000_000_000
-_INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+#: Digits beyond which a number is not converted at all (it is out of every range here).
+_MAX_DIGITS = 19
 
 
 class QueryError(ValueError):
@@ -31,8 +33,9 @@ def int_arg(args: Mapping[str, str], name: str, default: int, minimum: int, maxi
     if raw is None or raw.strip() == "":
         return default
     text = raw.strip()
-    if _INTEGER.fullmatch(text) is not None and minimum <= int(text) <= maximum:
+    whole = _INTEGER.fullmatch(text) is not None
+    if whole and len(text.lstrip("+-")) <= _MAX_DIGITS and minimum <= int(text) <= maximum:
         return int(text)
     shown = raw if len(raw) <= 40 else raw[:40] + "…"
-    kind = "not a whole number" if _INTEGER.fullmatch(text) is None else "out of range"
+    kind = "out of range" if whole else "not a whole number"
     raise QueryError(f"{name} must be a whole number from {minimum} to {maximum}, got {shown!r} ({kind})")

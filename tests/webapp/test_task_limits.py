@@ -79,3 +79,11 @@ def test_a_task_pages_node_list_page_is_checked_too(client: FlaskClient) -> None
     for value in ("0", "2", "99999999999999999999", "x"):  # two nodes: one page
         response = client.get(f"/tasks/{task_id}?page={value}", headers={"Accept": "text/html"})
         assert response.status_code == 400 and "page must be a whole number from 1 to 1" in response.get_data(as_text=True)
+
+
+def test_a_whole_number_past_the_range_is_called_out_of_range_not_malformed(client: FlaskClient) -> None:
+    for value in ("99999999999999999999", str(2**63), "-5"):
+        r = client.get("/api/tasks", query_string={"offset": value})
+        assert r.status_code == 400 and "(out of range)" in r.get_json()["error"]["message"], value
+    r = client.get("/api/tasks", query_string={"offset": "1.5"})
+    assert r.status_code == 400 and "(not a whole number)" in r.get_json()["error"]["message"]
