@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -96,3 +97,13 @@ class GunicornServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+@contextmanager
+def two_servers_on_one_store(folder: Path, upstream_url: str, first_workers: int = 2,
+                             second_workers: int = 1) -> Iterator[tuple[GunicornServer, GunicornServer]]:
+    """Two gunicorn masters sharing one SQLite task store in ``folder``: what one runs, the other reports."""
+    env = {"LLM_BASE_URL": upstream_url, "LLM_MAX_RETRIES": "0", "FLOWBRIDGE_TASK_DB": str(folder / "tasks.db")}
+    with GunicornServer(env, workers=first_workers, threads=4, log_path=folder / "first.log") as first, \
+            GunicornServer(env, workers=second_workers, threads=4, log_path=folder / "second.log") as second:
+        yield first, second

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.fake_upstream import FakeUpstream
-from tests.servers import GunicornServer
+from tests.servers import GunicornServer, two_servers_on_one_store
 from tests.webapp.test_task_events import llm_schema
 
 if TYPE_CHECKING:
@@ -39,12 +39,9 @@ START = """(url) => {
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory,
             _upstream_server: FakeUpstream) -> Iterator[tuple[GunicornServer, GunicornServer]]:
-    folder = tmp_path_factory.mktemp("events_resume")
-    env = {"LLM_BASE_URL": _upstream_server.base_url, "LLM_MAX_RETRIES": "0",
-           "FLOWBRIDGE_TASK_DB": str(folder / "tasks.db")}
-    with GunicornServer(env, workers=1, threads=4, log_path=folder / "runner.log") as runner, \
-            GunicornServer(env, workers=1, threads=4, log_path=folder / "streamer.log") as streamer:
-        yield runner, streamer
+    with two_servers_on_one_store(tmp_path_factory.mktemp("events_resume"), _upstream_server.base_url,
+                                  1, 1) as servers:
+        yield servers
 
 
 def events(page: Page) -> list[dict[str, object]]:

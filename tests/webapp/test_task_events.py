@@ -18,7 +18,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from tests.fake_upstream import FakeUpstream
-from tests.servers import GunicornServer
+from tests.servers import GunicornServer, two_servers_on_one_store
 from tests.workflow.builders import edge, node, obj, ref
 from webapp.task_events import NodeWatch
 
@@ -65,12 +65,9 @@ def branch_schema() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory,
             _upstream_server: FakeUpstream) -> Iterator[tuple[GunicornServer, GunicornServer]]:
-    folder = tmp_path_factory.mktemp("task_events")
-    env = {"LLM_BASE_URL": _upstream_server.base_url, "LLM_MAX_RETRIES": "0",
-           "FLOWBRIDGE_TASK_DB": str(folder / "tasks.db")}
-    with GunicornServer(env, workers=2, threads=4, log_path=folder / "runner.log") as runner, \
-            GunicornServer(env, workers=1, threads=4, log_path=folder / "other.log") as other:
-        yield runner, other
+    with two_servers_on_one_store(tmp_path_factory.mktemp("task_events"), _upstream_server.base_url,
+                                  2, 1) as servers:
+        yield servers
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.fake_upstream import FakeUpstream
-from tests.servers import GunicornServer
+from tests.servers import GunicornServer, two_servers_on_one_store
 from tests.webapp.test_task_events import llm_schema, submit
 from webapp.task_events import END_ID, START_ID, NodeWatch
 
@@ -31,12 +31,9 @@ Frame = tuple[str | None, dict[str, Any]]
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory,
             _upstream_server: FakeUpstream) -> Iterator[tuple[GunicornServer, GunicornServer]]:
-    folder = tmp_path_factory.mktemp("task_events_resume")
-    env = {"LLM_BASE_URL": _upstream_server.base_url, "LLM_MAX_RETRIES": "0",
-           "FLOWBRIDGE_TASK_DB": str(folder / "tasks.db")}
-    with GunicornServer(env, workers=2, threads=4, log_path=folder / "runner.log") as runner, \
-            GunicornServer(env, workers=1, threads=4, log_path=folder / "streamer.log") as streamer:
-        yield runner, streamer
+    with two_servers_on_one_store(tmp_path_factory.mktemp("task_events_resume"), _upstream_server.base_url,
+                                  2, 1) as servers:
+        yield servers
 
 
 @pytest.fixture
