@@ -2,8 +2,8 @@
 ``Last-Event-ID`` (or ``?lastEventId=``) gets exactly the events it missed, from any worker.
 
 Two gunicorn masters share one SQLite task database: ``runner`` (2 workers) runs the tasks, and
-``streamer`` (1 worker, another process) serves the first part of a stream: a reconnection served by
-the other master can only resume from the shared store. The last test kills the streamer's worker
+``other`` (1 worker, another process) serves the first part of a stream: a reconnection served by
+the other master can only resume from the shared store. The last test kills the other's worker
 in the middle of a stream, as a crash would. Unit tests at the end check
 :class:`webapp.task_events.NodeWatch` on hand-made reports.
 """
@@ -21,31 +21,14 @@ import httpx
 import pytest
 
 from tests.fake_upstream import FakeUpstream
-from tests.servers import GunicornServer, two_servers_on_one_store
-from tests.webapp.test_task_events import llm_schema, submit
+from tests.servers import GunicornServer
+from tests.webapp.test_task_events import llm_schema, other, runner, servers, submit  # noqa: F401 (fixtures)
 from webapp.task_events import END_ID, START_ID, NodeWatch
 
 Frame = tuple[str | None, dict[str, Any]]
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory,
-            _upstream_server: FakeUpstream) -> Iterator[tuple[GunicornServer, GunicornServer]]:
-    with two_servers_on_one_store(tmp_path_factory.mktemp("task_events_resume"), _upstream_server.base_url,
-                                  2, 1) as servers:
-        yield servers
-
-
-@pytest.fixture
-def runner(servers: tuple[GunicornServer, GunicornServer]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=servers[0].url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-def streamer(servers: tuple[GunicornServer, GunicornServer]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=servers[1].url, timeout=30) as client:
-        yield client
+# servers, runner and other (the second master): the fixtures of tests/webapp/test_task_events.py
 
 
 def frames(lines: Iterator[str], retries: list[str] | None = None) -> Iterator[Frame]:
@@ -114,13 +97,13 @@ def check_resumed(first: list[Frame], rest: list[Frame], whole: list[Frame], fin
 
 
 def test_a_reconnection_to_another_process_resumes_without_loss_or_duplicates(
-        runner: httpx.Client, streamer: httpx.Client, upstream: FakeUpstream) -> None:
+        runner: httpx.Client, other: httpx.Client, upstream: FakeUpstream) -> None:
     upstream.configure(delay=1.5)
     task_id = submit(runner, llm_schema(), {"q": "resume me"})
     whole: list[Frame] = []
     reader = threading.Thread(target=lambda: whole.extend(read_all(runner, task_id)), daemon=True)
     reader.start()
-    first = read_until_llm_runs(streamer, task_id)  # then the client goes away
+    first = read_until_llm_runs(other, task_id)  # then the client goes away
     retries: list[str] = []
     rest = read_all(runner, task_id, first[-1][0], retries=retries)  # Last-Event-ID, another master
     reader.join(30)
@@ -129,13 +112,13 @@ def test_a_reconnection_to_another_process_resumes_without_loss_or_duplicates(
     check_resumed(first, rest, whole, runner.get("/api/task/report", params={"taskID": task_id}).json())
 
 
-def test_last_event_id_in_the_query_and_after_the_end(runner: httpx.Client, streamer: httpx.Client,
+def test_last_event_id_in_the_query_and_after_the_end(runner: httpx.Client, other: httpx.Client,
                                                       upstream: FakeUpstream) -> None:
     task_id = submit(runner, llm_schema(), {"q": "done already"}, wait=20)
-    whole = read_all(streamer, task_id)
+    whole = read_all(other, task_id)
     assert [i for i, _ in whole] == [START_ID, *[i for i, _ in whole[1:-1]], END_ID]
     for position in range(len(whole) - 1):  # cut after any event: the rest, from either master
-        for client in (runner, streamer):
+        for client in (runner, other):
             assert read_all(client, task_id, whole[position][0], header=position % 2 == 0) == whole[position + 1:]
     ended = runner.get("/api/task/events", params={"taskID": task_id}, headers={"Last-Event-ID": END_ID})
     assert ended.status_code == 204 and ended.content == b"", "EventSource: stop reconnecting"
@@ -145,7 +128,7 @@ def test_last_event_id_in_the_query_and_after_the_end(runner: httpx.Client, stre
 
 
 def test_a_stream_cut_by_a_dying_worker_resumes_elsewhere(servers: tuple[GunicornServer, GunicornServer],
-                                                         runner: httpx.Client, streamer: httpx.Client,
+                                                         runner: httpx.Client, other: httpx.Client,
                                                          upstream: FakeUpstream) -> None:
     upstream.configure(delay=1.5)
     task_id = submit(runner, llm_schema(), {"q": "crash"})
@@ -153,9 +136,9 @@ def test_a_stream_cut_by_a_dying_worker_resumes_elsewhere(servers: tuple[Gunicor
     reader = threading.Thread(target=lambda: whole.extend(read_all(runner, task_id)), daemon=True)
     reader.start()
     first: list[Frame] = []
-    (victim,) = servers[1].worker_pids  # the streamer's only worker (this test's own process tree)
+    (victim,) = servers[1].worker_pids  # the other's only worker (this test's own process tree)
     with pytest.raises(httpx.HTTPError):
-        with streamer.stream("GET", "/api/task/events", params={"taskID": task_id}) as response:
+        with other.stream("GET", "/api/task/events", params={"taskID": task_id}) as response:
             for frame in frames(response.iter_lines()):
                 first.append(frame)
                 data = frame[1].get("data") if frame[1]["type"] == "progress" else {}
