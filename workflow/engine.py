@@ -66,6 +66,8 @@ class Scope:
 
     store: VariableStore
     executed: set[str] = field(default_factory=set)
+    #: nodes that started in this scope: a join starts once, however many predecessors reach it
+    started: set[str] = field(default_factory=set)
     flags: set[str] = field(default_factory=set)  # "loop-break", "loop-continue"
 
 
@@ -243,8 +245,10 @@ class TaskRun:
     async def _execute_one(self, node: WorkflowNode, scope: Scope) -> list[WorkflowNode] | None:
         """Run one node; returns the nodes to run next ([] at the end of a path), or None if it must
         not run yet (a join) or the task was canceled. A branch with no edge fails the node."""
-        if any(prev not in scope.executed for prev in node.prev):
-            return None  # a join: the last predecessor to finish runs it
+        if node.id in scope.started or any(prev not in scope.executed for prev in node.prev):
+            return None  # a join: the first caller that finds every predecessor done runs it, once
+        # no await between the check above and this line: deciding and starting are one step
+        scope.started.add(node.id)
         self.check_continue()
         status = self.state.node_status(node.id)
         status.set("processing")
@@ -335,23 +339,10 @@ class TaskRun:
     # -- loops ---------------------------------------------------------------------------------
 
     async def _run_loop(self, node: WorkflowNode, context: NodeContext, scope: Scope) -> NodeResult:
-        loop_for = node.data.get("loopFor")
-        typed = context.resolve(loop_for) if isinstance(loop_for, dict) else None
-        if typed is None or typed.value is None:
-            raise NodeError('Loop "loopFor" is required')
-        if typed.type in ("object", "map") and isinstance(typed.value, dict):
-            entries = [(key, value) for key, value in typed.value.items()]
-            items_type = infer_typed(next(iter(typed.value.values()), None)).type if typed.value else None
-        elif typed.type == "array" and isinstance(typed.value, list):
-            entries = [(None, value) for value in typed.value]
-            items_type = typed.items_type
-            if items_type is None and typed.value:
-                raise NodeError('"loopFor.items" must be array items')
-        else:
-            raise NodeError('Loop "loopFor" must be an array')
+        entries = _loop_entries(context)
         block_start = self.document.find("block-start", node.id)
         if block_start is None:
-            raise NodeError(f'Loop "{node.id}" has no block-start node')
+            raise NodeError("Loop block start node not found")
         loop_outputs: dict[str, Any] = node.data.get("loopOutputs") or {}
         collected: dict[str, list[Any]] = {name: [] for name in loop_outputs}
         collected_types: dict[str, str] = {}
@@ -363,8 +354,7 @@ class TaskRun:
             self.check_continue()
             sub = Scope(VariableStore(scope.store))
             locals_id = node.id + LOCALS_SUFFIX
-            inferred = infer_typed(item)
-            sub.store.set(locals_id, "item", TypedValue(item, items_type or inferred.type, inferred.items_type))
+            sub.store.set(locals_id, "item", item)
             sub.store.set(locals_id, "index", TypedValue(index, "number"))
             if key is not None:
                 sub.store.set(locals_id, "key", TypedValue(key, "string"))
@@ -385,10 +375,43 @@ class TaskRun:
                 if value is None:
                     continue
                 expected = collected_types.setdefault(name, value.type)
-                if value.type != expected and {value.type, expected} != {"integer", "number"}:
+                if value.type != expected:  # FlowGram's getArrayItemsType: strict, integer is not number
                     raise NodeError(f"Array items type must be same, expect {expected}, but got {value.type}")
                 collected[name].append(value.value)
         return NodeResult(collected)
+
+
+def _loop_entries(context: NodeContext) -> list[tuple[str | None, TypedValue]]:
+    """What a loop iterates: ``(key, item)`` per array element or object entry, FlowGram's checks and words.
+
+    An array's items all get the array's items type (declared, or element 0's); an object's
+    values each get their own type, as upstream main does.
+    """
+    loop_for = context.node.data.get("loopFor")
+    typed = context.resolve(loop_for) if isinstance(loop_for, dict) else None
+    if typed is None or not _js_truthy(typed.value):
+        raise NodeError('Loop "loopFor" is required')
+    if typed.type == "array":
+        if not isinstance(typed.value, list):
+            raise NodeError('Loop "loopFor" must be an array or object')
+        if typed.items_type is None:
+            raise NodeError('Loop "loopFor.items" must be array items')
+        return [(None, TypedValue(item, typed.items_type, infer_typed(item).items_type)) for item in typed.value]
+    if typed.type != "object" or not isinstance(typed.value, dict):
+        raise NodeError('Loop "loopFor" must be an array or object')
+    entries = []
+    for key, item in typed.value.items():
+        inferred = infer_typed(item)
+        if item is None:
+            raise NodeError('Loop "loopFor" contains unsupported object item')
+        entries.append((key, inferred))
+    return entries
+
+
+def _js_truthy(value: Any) -> bool:
+    """JavaScript's ``!!value`` for JSON values: ``[]`` and ``{}`` are true, ``""``, ``0`` and ``false`` are not."""
+    return value is not None and value is not False and value != "" and not (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0)
 
 
 def _check_result(node: WorkflowNode, result: NodeResult) -> None:
