@@ -37,20 +37,29 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+#: DESIGN.md's import direction: each package may import only the packages after it here.
+LAYERS = ("webapp", "workflow", "ops", "llm_client", "async_utils")
+
+
 def test_only_webapp_and_the_route_bridge_import_flask() -> None:
     offenders = [
         str(path.relative_to(ROOT))
-        for package in ("llm_client", "async_utils")
+        for package in LAYERS[1:]
         for path in (ROOT / package).rglob("*.py")
         if "flask" in _imports(path) and path.name != "flask_bridge.py"
     ]
     assert offenders == []
 
 
-def test_lower_packages_never_import_webapp() -> None:
-    for package in ("llm_client", "async_utils"):
-        for path in (ROOT / package).rglob("*.py"):
-            assert "webapp" not in _imports(path), path
+@pytest.mark.parametrize("package", LAYERS[1:])
+def test_imports_point_one_way(package: str) -> None:
+    """No package imports one above it (``workflow`` never imports ``webapp``, ``ops`` never ``workflow``...)."""
+    above = set(LAYERS[: LAYERS.index(package)])
+    if package == "async_utils":  # the LLM client uses the async helpers, not the other way round
+        above.add("llm_client")
+    offenders = sorted(f"{path.relative_to(ROOT)}: {sorted(_imports(path) & above)}"
+                       for path in (ROOT / package).rglob("*.py") if _imports(path) & above)
+    assert offenders == []
 
 
 def test_cli_help() -> None:

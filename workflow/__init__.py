@@ -22,6 +22,7 @@ from .api import (
 )
 from .application import TaskCapacityError, WorkflowRuntime
 from .engine import Limits
+from .errors import WorkflowError
 from .executor import (
     ExecutionContext,
     NodeError,
@@ -50,6 +51,7 @@ __all__ = [
     "TaskRunAPI",
     "TaskValidateAPI",
     "WorkflowApplication",
+    "WorkflowError",
     "WorkflowInputError",
     "WorkflowRuntime",
     "check_outbound_url",

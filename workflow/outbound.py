@@ -43,6 +43,8 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.util import parse_url
 
+from .errors import WorkflowError
+
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -52,7 +54,7 @@ _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f-\xa0\\\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f\u3000\ufeff]")
 
 
-class OutboundURLError(ValueError):
+class OutboundURLError(WorkflowError, ValueError):
     """A URL that may not be reached, or that could be read as more than one destination."""
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+#: A task's statuses, in the order a task moves through them (FlowGram's, plus ``pending``).
+STATUSES = ("pending", "processing", "succeeded", "failed", "canceled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 MESSAGE_TYPES = ("log", "info", "debug", "error", "warning")
 #: Input names whose values never appear in reports.

@@ -17,13 +17,15 @@ import json
 import math
 from typing import Any
 
+from .errors import WorkflowError
+
 #: Deepest nesting of lists and objects in a schema, inputs or node outputs (the value itself is level 0).
 MAX_NESTING = 100
 #: Integers must be smaller than this in magnitude (the largest JSON number JavaScript reads as finite).
 MAX_INTEGER = 2**1024
 
 
-class UnstorableValue(ValueError):
+class UnstorableValue(WorkflowError, ValueError):
     """A value a task cannot hold; the message names where it is (``inputs.a[3].b``) and why."""
 
 

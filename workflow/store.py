@@ -24,10 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .report import ReportPart, merge_report_parts
+from .report import STATUSES, TERMINAL_STATUSES, ReportPart, merge_report_parts
 
-STATUSES = ("pending", "processing", "succeeded", "failed", "canceled")
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 #: Seconds a write waits for another process's lock before ``database is locked``.
 BUSY_TIMEOUT = 10.0
 #: SQLite writes one task's non-terminal progress at most once per this many seconds.
