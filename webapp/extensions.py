@@ -17,8 +17,7 @@ from flask import Flask, current_app
 
 from async_utils import AsyncConfig
 from llm_client import LLMClient
-from workflow import Limits, RuntimeSettings, WorkflowRuntime
-from workflow.store import make_task_store
+from workflow import Limits, RuntimeSettings, WorkflowRuntime, make_task_store
 
 from .results import ResultStore, make_result_store
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from async_utils.per_thread import PerThread
-from workflow.store import BUSY_TIMEOUT, connect
+from workflow import BUSY_TIMEOUT, connect_sqlite
 
 __all__ = ["MemoryResultStore", "Result", "ResultStore", "SQLiteResultStore", "make_result_store", "new_result_id"]
 
@@ -140,7 +140,7 @@ class SQLiteResultStore(ResultStore):
         super().__init__(keep)
         self.path = os.fspath(path)
         self.busy_timeout = busy_timeout
-        self._connections = PerThread(lambda: connect(self.path, self.busy_timeout), sqlite3.Connection.close)
+        self._connections = PerThread(lambda: connect_sqlite(self.path, self.busy_timeout), sqlite3.Connection.close)
         self._closed = False
         self._conn().executescript(_SCHEMA)
 

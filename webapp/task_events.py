@@ -32,8 +32,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from workflow.report import mask_secrets
-from workflow.store import TERMINAL_STATUSES, TaskRecord, TaskStore
+from workflow import TERMINAL_STATUSES, TaskRecord, TaskStore, mask_secrets
 
 from . import sse
 

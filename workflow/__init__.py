@@ -7,7 +7,8 @@ task = await TaskRunAPI({"schema": schema_json, "inputs": {"query": "hi"}})
 report = await TaskReportAPI({"taskID": task["taskID"]})
 ```
 
-Custom node types: ``register_node_executor("my-type", async_executor)``.
+Custom node types: ``register_node_executor("my-type", async_executor)``, or an instance of a
+:class:`BaseNodeExecutor` subclass (``async def execute(self, node, context)``).
 """
 
 from .api import (
@@ -22,8 +23,17 @@ from .api import (
 )
 from .application import TaskCapacityError, WorkflowRuntime
 from .engine import Limits
+from .environment import (
+    ENV_DEFAULTS,
+    LLM_PREFIXES,
+    WorkflowConfigError,
+    parse_allowed_hosts,
+    read_environment,
+    runtime_from_env,
+)
 from .errors import WorkflowError
 from .executor import (
+    BaseNodeExecutor,
     ExecutionContext,
     NodeError,
     NodeResult,
@@ -32,33 +42,53 @@ from .executor import (
     register_node_executor,
 )
 from .nodes.basic import register_builtin_executors
-from .request import WorkflowInputError
 from .outbound import OutboundURLError, check_outbound_url, parse_allowed_host, parse_outbound_url
+from .report import STATUSES, TERMINAL_STATUSES, mask_secrets
+from .request import Validation, WorkflowInputError
+from .store import BUSY_TIMEOUT, MemoryTaskStore, SQLiteTaskStore, TaskRecord, TaskStore, connect_sqlite, make_task_store
 
 register_builtin_executors()
 
 __all__ = [
+    "BUSY_TIMEOUT",
+    "BaseNodeExecutor",
+    "ENV_DEFAULTS",
     "ExecutionContext",
+    "LLM_PREFIXES",
     "Limits",
+    "MemoryTaskStore",
     "NodeError",
     "NodeResult",
     "OutboundURLError",
     "RuntimeSettings",
+    "SQLiteTaskStore",
+    "STATUSES",
+    "TERMINAL_STATUSES",
     "TaskCancelAPI",
     "TaskCapacityError",
+    "TaskRecord",
     "TaskReportAPI",
     "TaskResultAPI",
     "TaskRunAPI",
+    "TaskStore",
     "TaskValidateAPI",
+    "Validation",
     "WorkflowApplication",
+    "WorkflowConfigError",
     "WorkflowError",
     "WorkflowInputError",
     "WorkflowRuntime",
     "check_outbound_url",
+    "connect_sqlite",
     "default_runtime",
     "get_node_executor",
+    "make_task_store",
+    "mask_secrets",
     "parse_allowed_host",
+    "parse_allowed_hosts",
     "parse_outbound_url",
+    "read_environment",
     "register_node_executor",
+    "runtime_from_env",
     "set_default_runtime",
 ]

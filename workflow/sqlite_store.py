@@ -37,7 +37,7 @@ from .store import (
     _abandon_report,
     _check,
     abandoned_message,
-    connect,
+    connect_sqlite,
 )
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class SQLiteTaskStore(TaskStore):
         self.progress_interval = progress_interval
         self.busy_timeout = busy_timeout
         self._closed = False
-        self._connections = PerThread(lambda: connect(self.path, self.busy_timeout), sqlite3.Connection.close)
+        self._connections = PerThread(lambda: connect_sqlite(self.path, self.busy_timeout), sqlite3.Connection.close)
         self._reset()
         _STORES.add(self)
         self._conn().executescript(_SCHEMA)

@@ -63,7 +63,7 @@ def abandoned_message(owner: str) -> str:
     return f"Task abandoned: the process running it ({owner}) stopped"
 
 
-def connect(path: str, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
+def connect_sqlite(path: str, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
     """A connection to a shared SQLite file as the stores use it: autocommit, rows by name, waiting
     up to ``busy_timeout`` for other writers, ``synchronous=NORMAL`` (safe with WAL).
 

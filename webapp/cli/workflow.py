@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .common import CLIError, model_server
 
 if TYPE_CHECKING:
-    from workflow import WorkflowRuntime
-    from workflow.store import TaskRecord
+    from workflow import TaskRecord, WorkflowRuntime
 
     from ..task_events import NodeWatch
 
@@ -81,8 +80,7 @@ def _runtime(config: dict[str, Any]) -> tuple[WorkflowRuntime, Any]:
     """A runtime with an in-memory store and the app's settings, and the function that closes it all."""
     from llm_client import LLMClient, LLMSettings
     from ops import C, configure_services
-    from workflow import Limits, RuntimeSettings, WorkflowRuntime
-    from workflow.store import MemoryTaskStore
+    from workflow import Limits, MemoryTaskStore, RuntimeSettings, WorkflowRuntime
 
     settings = LLMSettings.load(os.environ)  # after model_server(), which may have set LLM_BASE_URL
     clients: list[LLMClient] = []

@@ -313,7 +313,7 @@ def _observe_upstream(path: str, seconds: float, outcome: str) -> None:
 
 
 def _task_counts(app: Flask) -> Iterator[Any]:
-    from workflow.store import STATUSES
+    from workflow import STATUSES
 
     from ..extensions import get_workflow_runtime
     from .metrics import tasks_family

@@ -22,8 +22,7 @@ from typing import Any
 
 from flask import Response, redirect, render_template, request, url_for
 
-from workflow.report import mask_secrets
-from workflow.store import STATUSES, TERMINAL_STATUSES, TaskRecord
+from workflow import STATUSES, TERMINAL_STATUSES, TaskRecord, mask_secrets
 
 from ..extensions import get_workflow_runtime
 from ..query import MAX_OFFSET, QueryError, int_arg
