@@ -13,16 +13,20 @@ import asyncio
 import inspect
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from async_utils import AsyncHelper
 
 from .cache import OpCache, call_sync_or_async
-from .context import FlowContext
+from .context import BaseContext, FlowContext
 from .prompt import PromptHandler, prompt_file_for
+from .schema import Message
 from .services import C
+from .tool_call import ToolCall
+from .utils import token_count
 
 if TYPE_CHECKING:
     from llm_client import LLMClient
@@ -53,6 +57,8 @@ class BaseOp:
     :param llm: an :class:`~llm_client.LLMClient` to use instead of the app's.
     :param enable_cache: let :meth:`save_load_cache` use the shared cache.
     :param cache_expire_hours: lifetime of cached entries (0 = expire at once).
+    :param ops: sub-ops, a list or a name → op mapping (default: an empty mapping); ``op << x``
+        attaches more (see :meth:`__lshift__`).
     :param kwargs: anything else is kept in :attr:`op_params`.
     """
 
@@ -71,6 +77,7 @@ class BaseOp:
         vector_store: Any = None,
         enable_cache: bool = False,
         cache_expire_hours: float = 0.1,
+        ops: list[BaseOp] | Mapping[str, BaseOp] | None = None,
         **kwargs: Any,
     ) -> None:
         if not type(self).__name__.endswith("Op"):
@@ -90,8 +97,13 @@ class BaseOp:
         self.enable_cache = enable_cache
         self.cache_expire_hours = cache_expire_hours
         self.op_params: dict[str, Any] = kwargs
+        #: sub-ops (an agent's tools): by name, or a list when built with ``ops=[...]``
+        self.ops: BaseContext | list[BaseOp] = [] if isinstance(ops, (list, tuple)) else BaseContext()
+        for key, op in ops.items() if isinstance(ops, Mapping) else (("", op) for op in ops or ()):
+            self.add_op(op, key)
         self.context: FlowContext = FlowContext()
         self._prompt: PromptHandler | None = None
+        self._thread_tasks: list[futures.Future[Any]] = []
 
     def __new__(cls, *args: Any, **kwargs: Any) -> BaseOp:
         # Remember the constructor's arguments, for copy().
@@ -113,9 +125,53 @@ class BaseOp:
         return f"{type(self).__name__}(name={getattr(self, 'name', type(self).op_name())!r})"
 
     def copy(self, **overrides: Any) -> BaseOp:
-        """A new op built with the same constructor arguments, ``overrides`` winning."""
+        """A new op built with the same constructor arguments, ``overrides`` winning,
+        with copies of its sub-ops (as they are now, also those attached with ``<<``)."""
         args, kwargs = self._saved_init
-        return type(self)(*args, **{**kwargs, **overrides})
+        kwargs = {key: value for key, value in kwargs.items() if key != "ops"}
+        op = type(self)(*args, **{**kwargs, **overrides})
+        if isinstance(self.ops, list):
+            op.ops = [sub.copy() for sub in self.ops]
+        else:
+            op.ops = BaseContext(**{name: sub.copy() for name, sub in self.ops.items()})
+        return op
+
+    # -- sub-ops ------------------------------------------------------------------------------
+
+    def add_op(self, op: BaseOp, name: str = "") -> None:
+        """Attach ``op`` as a sub-op: appended to a list, else stored under ``name`` (default ``op.name``).
+
+        :raises TypeError: when ``op`` is not an op.
+        :raises ValueError: when another sub-op already has that name (flowllm replaced it silently).
+        """
+        if not isinstance(op, BaseOp):
+            raise TypeError(f"{self.name}: only ops can be attached, got {type(op).__name__}")
+        if isinstance(self.ops, list):
+            self.ops.append(op)
+            return
+        key = name or op.name
+        if key in self.ops and self.ops[key] is not op:
+            raise ValueError(f"{self.name}: a sub-op named {key!r} is already attached; give the other one name=...")
+        self.ops[key] = op
+
+    def __lshift__(self, ops: BaseOp | Mapping[str, BaseOp] | list[BaseOp] | tuple[BaseOp, ...]) -> BaseOp:
+        """``agent << tool``, ``agent << [tool1, tool2]``, ``agent << {"search": tool}``: attach
+        sub-ops (see :meth:`add_op`) and return this op, as flowllm's ``<<`` does.
+
+        :raises TypeError: for anything but an op, a list or tuple of ops, or a name → op mapping.
+        """
+        if isinstance(ops, BaseOp):
+            self.add_op(ops)
+        elif isinstance(ops, Mapping):
+            for name, op in ops.items():
+                self.add_op(op, str(name))
+        elif isinstance(ops, (list, tuple)):
+            for op in ops:
+                self.add_op(op)
+        else:
+            raise TypeError(f"{self.name} << takes an op, a list of ops or a name → op mapping, "
+                            f"got {type(ops).__name__}")
+        return self
 
     # -- services --------------------------------------------------------------------------
 
@@ -156,6 +212,11 @@ class BaseOp:
     def prompt_format(self, name: str, /, **variables: Any) -> str:
         return self.prompt.prompt_format(name, **variables)
 
+    def token_count(self, messages: Iterable[Message | Mapping[str, Any]],
+                    tools: Iterable[ToolCall] | None = None, **kwargs: Any) -> int:
+        """An estimate of the tokens of ``messages`` and ``tools`` (see :func:`ops.utils.token_count`)."""
+        return token_count(messages, tools, **kwargs)
+
     # -- cache ------------------------------------------------------------------------------
 
     @property
@@ -172,6 +233,29 @@ class BaseOp:
         value = fn()
         self.cache.set(key, value)
         return value
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def submit_task(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> BaseOp:
+        """Start ``fn(*args, **kwargs)`` on ``C.thread_pool`` (blocking work in parallel); returns the op."""
+        self._thread_tasks.append(C.thread_pool.submit(fn, *args, **kwargs))
+        return self
+
+    def join_task(self, task_desc: str | None = None, timeout: float | None = None) -> list[Any]:
+        """Wait for the tasks of :meth:`submit_task`: their results, in submission order.
+
+        The first failure is raised once all have finished. After ``timeout`` seconds the
+        tasks not started yet are cancelled and ``TimeoutError`` is raised. Unlike flowllm,
+        list results are not flattened and falsy results are kept (as :meth:`join_async_task`).
+        """
+        tasks, self._thread_tasks = self._thread_tasks, []
+        _done, pending = futures.wait(tasks, timeout=timeout)
+        if pending:
+            for task in pending:
+                task.cancel()
+            raise TimeoutError(f"{self.name}: {len(pending)} of {len(tasks)} {task_desc or 'tasks'} "
+                               f"unfinished after {timeout}s")
+        return [task.result() for task in tasks]
 
     # -- running ----------------------------------------------------------------------------
 

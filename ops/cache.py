@@ -108,6 +108,12 @@ class MemoryCache:
         with self._lock:
             self._entries.clear()
 
+    def keys(self, prefix: str = "") -> list[str]:
+        """The live keys starting with ``prefix`` (used by :class:`~ops.cache_handler.CacheHandler`)."""
+        with self._lock:
+            self._entries.expire()
+            return [key for key in self._entries if key.startswith(prefix)]
+
     def __len__(self) -> int:
         with self._lock:
             self._entries.expire()
@@ -183,6 +189,14 @@ class SQLiteCache:
     def clear(self) -> None:
         self._connect().execute("DELETE FROM cache")
 
+    def keys(self, prefix: str = "") -> list[str]:
+        """The live keys starting with ``prefix`` (used by :class:`~ops.cache_handler.CacheHandler`)."""
+        rows = self._connect().execute(
+            "SELECT key FROM cache WHERE substr(key, 1, ?) = ? AND expires_at > ? ORDER BY rowid",
+            (len(prefix), prefix, time.time()),
+        ).fetchall()
+        return [row[0] for row in rows]
+
     def purge_expired(self) -> int:
         """Delete the expired rows; returns how many. Runs by itself every few writes."""
         return self._connect().execute("DELETE FROM cache WHERE expires_at <= ?", (time.time(),)).rowcount
@@ -230,6 +244,21 @@ class OpCache:
 
     def delete(self, key: str) -> bool:
         return self.backend.delete(self._key(key))
+
+    # flowllm's op cache calls (its ``self.cache`` is a CacheHandler)
+
+    def save(self, key: str, data: Any, expire_hours: float | None = None, **_kwargs: Any) -> bool:
+        """Store ``data`` for ``expire_hours`` (default: the op's ``cache_expire_hours``); True."""
+        hours = self.expire_hours if expire_hours is None else expire_hours
+        self.backend.set(self._key(key), data, hours * 3600)
+        return True
+
+    def load(self, key: str, **_kwargs: Any) -> Any:
+        """The cached value, or ``None`` when missing or expired (flowllm cannot tell them apart)."""
+        return self.get(key)[1]
+
+    def exists(self, key: str, **_kwargs: Any) -> bool:
+        return self.get(key)[0]
 
     async def save_load(self, key: str, fn: Callable[[], Any]) -> Any:
         """The cached value of ``key``; on a miss, compute it with ``fn``, store it and return it.

@@ -41,6 +41,11 @@ class _GroupOp(BaseAsyncOp):
     def copy(self, **overrides: Any) -> _GroupOp:
         return type(self)(ops=[op.copy() for op in self.ops], **overrides)
 
+    def __lshift__(self, ops: Any) -> BaseOp:
+        # A group's ops are its members; sub-ops belong to one op (as flowllm refuses it too).
+        raise TypeError(f"attach sub-ops to an op, not to a {type(self).__name__}: "
+                        "write (AgentOp() << [ToolOp()]) >> NextOp(), not AgentOp() >> NextOp() << ToolOp()")
+
     def __repr__(self) -> str:
         joiner = " >> " if isinstance(self, SequentialOp) else " | "
         return "(" + joiner.join(repr(op) for op in self.ops) + ")"

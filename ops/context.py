@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .schema import ChunkEnum, FlowStreamChunk
+
 __all__ = ["BaseContext", "ChunkType", "FlowContext", "FlowResponse", "FlowStreamChunk"]
 
-#: The SSE event types a stream chunk may carry.
-ChunkType = Literal["start", "progress", "content", "done", "error"]
+#: The kinds of stream chunk (kept under its old name; see :class:`~ops.schema.ChunkEnum`).
+ChunkType = ChunkEnum
 
 _MISSING: Any = object()
 
@@ -160,16 +162,6 @@ class FlowResponse(BaseModel):
         self.metadata["error"] = {"type": type(exc).__name__, "message": str(exc), "op": op_name}
 
 
-class FlowStreamChunk(BaseModel):
-    """One event of a streamed run; ``chunk_type`` is the SSE event name."""
-
-    flow_id: str = ""
-    chunk_type: ChunkType = "content"
-    chunk: str | dict | list = ""
-    done: bool = False
-    metadata: dict = Field(default_factory=dict)
-
-
 class FlowContext(BaseContext):
     """The context of one flow run.
 
@@ -216,6 +208,17 @@ class FlowContext(BaseContext):
         queue = self._data.get("stream_queue")
         if queue is not None:
             await queue.put(chunk)
+
+    async def add_stream_string_and_type(self, chunk: str | dict | list, chunk_type: ChunkEnum | str) -> FlowContext:
+        """flowllm's way to queue a piece of output of a given kind; returns the context.
+
+        :raises ValueError: when ``chunk_type`` is not a :class:`ChunkEnum` value.
+        """
+        await self.add_stream_chunk(FlowStreamChunk(chunk_type=chunk_type, chunk=chunk))
+        return self
+
+    #: the name flowllm's flows call (their own definition of it is missing)
+    add_stream_chunk_and_type = add_stream_string_and_type
 
     async def add_stream_content(self, text: str) -> None:
         await self.add_stream_chunk(FlowStreamChunk(chunk_type="content", chunk=text))

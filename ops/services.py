@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +44,13 @@ class OpSettings:
     llm_provider: Callable[[], LLMClient] | None = None
     #: ``memory`` or ``sqlite:/path/cache.db`` (``FLOWBRIDGE_OP_CACHE``)
     cache: str = "memory"
+    #: threads of :attr:`ServiceContext.thread_pool` (flowllm's ``thread_pool_max_workers``)
+    thread_pool_max_workers: int = 16
+
+    def __post_init__(self) -> None:
+        workers = self.thread_pool_max_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"thread_pool_max_workers must be an integer >= 1, got {workers!r}")
 
 
 class EmbeddingModel:
@@ -75,6 +83,8 @@ class ServiceContext:
         self._embedding: EmbeddingModel | None = None
         self._vector_store: InMemoryVectorStore | None = None
         self._cache: CacheBackend | None = None
+        self._thread_pool: ThreadPoolExecutor | None = None
+        self._thread_pool_pid = 0
 
     # -- registry ------------------------------------------------------------------------
 
@@ -124,10 +134,14 @@ class ServiceContext:
     # -- configuration and services ------------------------------------------------------
 
     def configure(self, **settings: Any) -> None:
-        """Install settings (see :class:`OpSettings`) and drop services built from older ones."""
+        """Install settings (see :class:`OpSettings`) and drop services built from older ones.
+
+        :raises ValueError: for a bad setting, before anything is changed.
+        """
+        new_settings = OpSettings(**settings)
         self.close()
         with self._lock:
-            self.settings = OpSettings(**settings)
+            self.settings = new_settings
 
     @property
     def language(self) -> str:
@@ -165,14 +179,40 @@ class ServiceContext:
                 self._cache = make_cache_backend(self.settings.cache)
             return self._cache
 
-    def close(self) -> None:
-        """Release the services this context created (the registry stays)."""
+    @property
+    def thread_pool(self) -> ThreadPoolExecutor:
+        """Threads for blocking work, as flowllm's ``C.thread_pool``:
+        ``await loop.run_in_executor(C.thread_pool, fn)`` or ``C.thread_pool.submit(fn)``.
+
+        Created on first use with ``thread_pool_max_workers`` threads; :meth:`close`
+        shuts it down (waiting for the work already submitted), and the next use
+        creates a new one. A process forked after the pool was created gets its
+        own pool (threads do not survive a fork).
+        """
+        with self._lock:
+            if self._thread_pool is None or self._thread_pool_pid != os.getpid():
+                self._thread_pool = ThreadPoolExecutor(
+                    max_workers=self.settings.thread_pool_max_workers, thread_name_prefix="ops-pool"
+                )
+                self._thread_pool_pid = os.getpid()
+            return self._thread_pool
+
+    def close(self, wait: bool = True) -> None:
+        """Release the services this context created (the registry stays).
+
+        :param wait: wait for the thread pool's submitted work to finish (flowllm's
+            ``wait_thread_pool``); work still queued is cancelled when False.
+        """
         with self._lock:
             llm, owned, cache = self._llm, self._llm_owned, self._cache
             self._llm, self._llm_owned = None, False
             self._embedding = None
             self._vector_store = None
             self._cache = None
+            pool = self._thread_pool if self._thread_pool_pid == os.getpid() else None
+            self._thread_pool, self._thread_pool_pid = None, 0
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=not wait)
         if llm is not None and owned:
             llm.cleanup()
         close_cache = getattr(cache, "close", None)

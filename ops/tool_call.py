@@ -65,7 +65,13 @@ class ToolAttr(BaseModel):
 
 
 class ToolCall(BaseModel):
-    """A tool: its name, description and schemas, or one call of it (``id`` + ``arguments``)."""
+    """A tool: its name, description and schemas, or one call of it (``id`` + ``arguments``).
+
+    Both roles share the class, as in flowllm: a tool op's :meth:`build_tool_call` describes
+    the tool (``simple_input_dump()`` is what the model is offered), and each call the model
+    makes comes back as a ``ToolCall`` with the model's ``id``, the tool ``name`` and the
+    ``arguments`` as JSON text (read them with :attr:`argument_dict`).
+    """
 
     index: int = 0
     id: str = ""
@@ -80,7 +86,13 @@ class ToolCall(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_openai(cls, data: Any) -> Any:
-        """Accept a tool definition or a tool-call response in OpenAI's format."""
+        """Accept a tool definition or a tool-call response in OpenAI's format.
+
+        ``arguments`` given as an object (``ToolCall(name="search", arguments={"query": "x"})``)
+        is kept as its JSON text, as a model's call carries it.
+        """
+        if isinstance(data, Mapping) and isinstance(data.get("arguments"), (Mapping, list)):
+            data = {**data, "arguments": json.dumps(data["arguments"], ensure_ascii=False)}
         if not isinstance(data, Mapping) or not isinstance(data.get("function"), Mapping):
             return data
         data = dict(data)

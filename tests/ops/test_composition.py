@@ -123,7 +123,7 @@ def test_multiline_expression_in_parentheses() -> None:
     ("AOp('positional')", "'positional'"),
     ("AOp(**{'tag': 1})", "**{'tag': 1}"),
     ("AOp() + BOp()", "AOp() + BOp()"),
-    ("AOp() << BOp()", "AOp() << BOp()"),
+    ("AOp() << 'x'", "'x'"),
     ("[AOp()]", "[AOp()]"),
     ("lambda: AOp()", "lambda: AOp()"),
     ("(lambda: 1)()", "lambda: 1"),

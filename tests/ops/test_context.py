@@ -115,10 +115,10 @@ def test_flow_response_defaults_and_set_error() -> None:
 def test_stream_chunk_types_are_checked() -> None:
     chunk = FlowStreamChunk()
     assert (chunk.flow_id, chunk.chunk_type, chunk.chunk, chunk.done, chunk.metadata) == ("", "content", "", False, {})
-    for kind in ("start", "progress", "content", "done", "error"):
+    for kind in ("start", "progress", "content", "done", "error", "answer", "think", "tool", "usage"):
         assert FlowStreamChunk(chunk_type=kind).chunk_type == kind
     with pytest.raises(ValidationError, match="chunk_type"):
-        FlowStreamChunk(chunk_type="answer")
+        FlowStreamChunk(chunk_type="banana")
 
 
 # -- FlowContext -----------------------------------------------------------------------------------
