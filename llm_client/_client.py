@@ -120,6 +120,7 @@ class LLMClient:
 
     @property
     def model(self) -> str:
+        """The configured model (``LLM_MODEL``): what a chat call sends unless it names one (``model=``)."""
         return self.settings.model
 
     @property
@@ -151,18 +152,25 @@ class LLMClient:
         temperature: float = 0.0,
         max_tokens: int = 256,
         system_prompt: str | None = None,
+        *,
+        model: str | None = None,
     ) -> str:
-        """Send one user prompt (and an optional system prompt); return the answer text."""
-        return self.chat_completion(_messages(prompt, system_prompt), temperature, max_tokens).text
+        """Send one user prompt (and an optional system prompt); return the answer text.
+
+        ``model`` names the model for this call (every chat method takes it); default: :attr:`model`.
+        """
+        return self.chat_completion(_messages(prompt, system_prompt), temperature, max_tokens, model=model).text
 
     def chat_with_context(
-        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
+        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256,
+        *, model: str | None = None,
     ) -> str:
         """Send a whole conversation (``[{"role": ..., "content": ...}, ...]``); return the answer."""
-        return self.chat_completion(messages, temperature, max_tokens).text
+        return self.chat_completion(messages, temperature, max_tokens, model=model).text
 
     def chat_completion(
-        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
+        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256,
+        *, model: str | None = None,
     ) -> ChatCompletion:
         """Like :meth:`chat_with_context`, also returning the model name and token usage.
 
@@ -172,8 +180,9 @@ class LLMClient:
 
         With a response cache (``LLM_CACHE``), a temperature-0 request may be answered
         from it, or by an identical request already in flight; see :attr:`ChatCompletion.cache`.
+        The cache key holds the whole request body, the model included.
         """
-        body = self._chat_body(messages, temperature, max_tokens)
+        body = self._chat_body(messages, temperature, max_tokens, model)
         if self._cache is None or body["temperature"] != 0:
             return self._complete(body)
         if self.closed:
@@ -198,7 +207,7 @@ class LLMClient:
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         return ChatCompletion(
             text=content or "",
-            model=str(data.get("model") or self.model),
+            model=str(data.get("model") or body["model"]),
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
             usage={k: v for k, v in usage.items() if isinstance(v, int)},
         )
@@ -209,6 +218,8 @@ class LLMClient:
         temperature: float = 0.0,
         max_tokens: int = 256,
         system_prompt: str | None = None,
+        *,
+        model: str | None = None,
     ) -> ChatStream:
         """Stream the answer as text deltas.
 
@@ -218,7 +229,7 @@ class LLMClient:
         after it.
         """
         messages = _messages(prompt, system_prompt) if isinstance(prompt, str) else prompt
-        body = self._chat_body(messages, temperature, max_tokens)
+        body = self._chat_body(messages, temperature, max_tokens, model)
         body["stream"] = True
         return ChatStream(lambda: self._http.open_stream("/chat/completions", body), stall=self.settings.timeout)
 
@@ -256,15 +267,19 @@ class LLMClient:
         temperature: float = 0.0,
         max_tokens: int = 256,
         system_prompt: str | None = None,
+        *,
+        model: str | None = None,
     ) -> str:
         """:meth:`chat` on the thread pool."""
-        return (await self.chat_completion_async(_messages(prompt, system_prompt), temperature, max_tokens)).text
+        messages = _messages(prompt, system_prompt)
+        return (await self.chat_completion_async(messages, temperature, max_tokens, model=model)).text
 
     async def chat_with_context_async(
-        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
+        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256,
+        *, model: str | None = None,
     ) -> str:
         """:meth:`chat_with_context` on the thread pool."""
-        return (await self.chat_completion_async(messages, temperature, max_tokens)).text
+        return (await self.chat_completion_async(messages, temperature, max_tokens, model=model)).text
 
     async def async_chat(self, prompt: str | Sequence[Message], **options: Any) -> str:
         """The name flowllm's op code uses: a prompt (``chat_async``) or a message list
@@ -274,7 +289,8 @@ class LLMClient:
         return await self.chat_with_context_async(prompt, **options)
 
     async def chat_completion_async(
-        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256
+        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256,
+        *, model: str | None = None,
     ) -> ChatCompletion:
         """:meth:`chat_completion` on the thread pool.
 
@@ -282,7 +298,7 @@ class LLMClient:
         request answered from the cache, or waiting for an identical one in flight (in this
         process or, with SQLite, in another), waits on the event loop and holds no slot.
         """
-        body = self._chat_body(messages, temperature, max_tokens)
+        body = self._chat_body(messages, temperature, max_tokens, model)
         if self._cache is None or body["temperature"] != 0:
             return await self._bridge.run(self._complete, body)
         if self.closed:
@@ -304,9 +320,11 @@ class LLMClient:
         temperature: float = 0.0,
         max_tokens: int = 256,
         system_prompt: str | None = None,
+        *,
+        model: str | None = None,
     ) -> AsyncIterator[str]:
         """:meth:`chat_stream` as an async iterator; the stream holds one pool thread."""
-        stream = self.chat_stream(prompt, temperature, max_tokens, system_prompt)
+        stream = self.chat_stream(prompt, temperature, max_tokens, system_prompt, model=model)
         async with contextlib.aclosing(self.iterate_stream_async(stream)) as parts:
             async for text in parts:
                 yield text
@@ -348,14 +366,18 @@ class LLMClient:
     async def __aexit__(self, *exc_info: object) -> None:
         self.cleanup()
 
-    def _chat_body(self, messages: Sequence[Message], temperature: float, max_tokens: int) -> dict[str, Any]:
+    def _chat_body(
+        self, messages: Sequence[Message], temperature: float, max_tokens: int, model: str | None = None
+    ) -> dict[str, Any]:
         _check_messages(messages)
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise ValueError(f"model must be a non-empty string, got {model!r}")
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
         if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
             raise ValueError(f"temperature must be a number between 0 and 2, got {temperature!r}")
         return {
-            "model": self.settings.model,
+            "model": self.settings.model if model is None else model,
             "messages": [dict(m) for m in messages],
             "temperature": temperature,
             "max_tokens": max_tokens,
