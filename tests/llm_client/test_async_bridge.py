@@ -53,7 +53,8 @@ def test_gather_with_limit_bounds_the_upstream(upstream: FakeUpstream) -> None:
             return await AsyncHelper.gather_with_limit([client.chat_async(f"{i}") for i in range(9)], limit=3)
 
     assert asyncio.run(main()) == [f"echo: {i}" for i in range(9)]
-    assert upstream.stats()["max_concurrency"] == 3
+    # never more than the limit at once (a loaded machine may overlap fewer: no lower bound is asserted)
+    assert 1 <= upstream.stats()["max_concurrency"] <= 3
 
 
 def test_one_call_beyond_workers_plus_queue_fails_at_once(upstream: FakeUpstream) -> None:
