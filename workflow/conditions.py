@@ -10,15 +10,24 @@ newer upstream (runtime-js 0.1.8 expected a string there, so they never matched)
 
 from __future__ import annotations
 
-import math
-import operator as op
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .values import JS_WHITESPACE, TypedValue, is_type_equal, js_string
+from .javascript import (
+    UNDEFINED,
+    is_type_equal,
+    js_compare,
+    js_date_ms,
+    js_includes,
+    js_strict_equal,
+    js_string,
+    js_truthy,
+)
+from .values import TypedValue
+
+__all__ = ["CONDITION_RULES", "choose_branch", "evaluate_condition", "expected_right_type",
+           "js_strict_equal"]  # js_strict_equal: re-exported for older importers
 
 Resolve = Callable[[Any, "dict[str, Any] | None"], "TypedValue | None"]
 
@@ -40,15 +49,7 @@ CONDITION_RULES: dict[str, dict[str, str]] = {
     "null": {"eq": "null", **_NIL_RULES},
 }
 
-_RELATIONS: dict[str, Callable[[Any, Any], bool]] = {"gt": op.gt, "gte": op.ge, "lt": op.lt, "lte": op.le}
-_NUMERIC = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
-_RADIX = re.compile(r"0([xXoObB])([0-9a-fA-F]+)")
-_ISO_DATE = re.compile(
-    r"([+-][0-9]{6}|[0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?"
-    r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MISSING = object()
+_RELATIONS = ("gt", "gte", "lt", "lte")
 
 
 def expected_right_type(left_type: str, operator: str) -> str:
@@ -62,102 +63,8 @@ def _check(left_type: str, operator: Any, right_type: str) -> bool:
         raise ValueError(f'Condition left type "{left_type}" is not supported')
     expected = rules.get(operator) if isinstance(operator, str) else None
     if expected is None:
-        raise ValueError(f'Condition left type "{left_type}" has no operator "{_nil_text(operator)}"')
+        raise ValueError(f'Condition left type "{left_type}" has no operator "{js_string(operator)}"')
     return is_type_equal(expected, right_type)
-
-
-def _text(value: Any) -> str:
-    return "null" if value is None else js_string(value)
-
-
-def js_strict_equal(left: Any, right: Any, *, same_value_zero: bool = False) -> bool:
-    """JavaScript ``===`` on JSON values; with ``same_value_zero`` (``includes``), NaN equals NaN."""
-    if left is None or right is None:
-        return left is None and right is None
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left == right
-    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
-        return bool(left == right or (same_value_zero and left != left and right != right))
-    if isinstance(left, str) and isinstance(right, str):
-        return left == right
-    return left is right
-
-
-def _includes(container: Any, item: Any, name: str) -> bool:
-    """JavaScript ``container.includes(item)`` for an array or a string."""
-    if container is None:
-        raise ValueError("Cannot read properties of null (reading 'includes')")
-    if isinstance(container, str):
-        return _text(item) in container
-    if isinstance(container, (list, tuple)):
-        return any(js_strict_equal(element, item, same_value_zero=True) for element in container)
-    raise ValueError(f"{name}.includes is not a function")
-
-
-def _to_number(value: Any) -> float:
-    """JavaScript's ``ToNumber`` on a primitive (``null`` is 0, ``"12"`` is 12, ``"abc"`` is NaN)."""
-    if value is None:
-        return 0.0
-    if isinstance(value, (bool, int)):
-        return float(value) if abs(value) < 2**1024 else math.copysign(math.inf, value)
-    if isinstance(value, float):
-        return value
-    if not isinstance(value, str):
-        return math.nan
-    text = value.strip(JS_WHITESPACE)
-    if not text:
-        return 0.0
-    if _NUMERIC.fullmatch(text):
-        return float(text.replace("Infinity", "inf"))
-    match = _RADIX.fullmatch(text)
-    if match:
-        try:
-            return float(int(match.group(2), {"x": 16, "o": 8, "b": 2}[match.group(1).lower()]))
-        except ValueError:
-            return math.nan
-    return math.nan
-
-
-def _relation(operator: str, left: Any, right: Any) -> bool:
-    """JavaScript ``<``, ``<=``, ``>``, ``>=``: strings compare as strings, anything else as numbers."""
-    left, right = (js_string(v) if isinstance(v, (list, tuple, dict)) else v for v in (left, right))
-    if isinstance(left, str) and isinstance(right, str):
-        return _RELATIONS[operator](left, right)
-    a, b = _to_number(left), _to_number(right)
-    return not (math.isnan(a) or math.isnan(b)) and _RELATIONS[operator](a, b)
-
-
-def _date_ms(value: Any) -> float:
-    """``new Date(value).getTime()``: ISO-8601 strings (date-only = UTC, no offset = local), numbers, null = 0.
-
-    Other string formats, which V8's legacy parser guesses at (``2000/01/01``), are NaN here.
-    """
-    if value is None or isinstance(value, (bool, int, float)):
-        number = _to_number(value)
-        return float(math.trunc(number)) if math.isfinite(number) and abs(number) <= 8.64e15 else math.nan
-    match = _ISO_DATE.fullmatch(value if isinstance(value, str) else js_string(value))
-    if not match:
-        return math.nan
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    parts = [int(part or default) for part, default in ((month, 1), (day, 1), (hour, 0), (minute, 0), (second, 0))]
-    month_n, day_n, hour_n, minute_n, second_n = parts
-    millis = int((fraction or "0")[:3].ljust(3, "0"))
-    if not (1 <= month_n <= 12 and 1 <= day_n <= 31 and hour_n <= 24 and minute_n <= 59 and second_n <= 59):
-        return math.nan
-    if hour_n == 24 and (minute_n or second_n or millis):
-        return math.nan
-    try:
-        moment = datetime(int(year), month_n, 1) + timedelta(
-            days=day_n - 1, hours=hour_n, minutes=minute_n, seconds=second_n, milliseconds=millis)
-        if hour is not None and zone is None:
-            return float(round(moment.timestamp() * 1000))
-        offset = 0 if zone in (None, "Z", "z") else int(zone[1:3]) * 60 + int(zone[4:6])
-        if zone and zone[0] == "-":
-            offset = -offset
-        moment = moment.replace(tzinfo=timezone.utc) - timedelta(minutes=offset)
-    except (ValueError, OverflowError, OSError):
-        return math.nan
-    return float((moment - _EPOCH) // timedelta(milliseconds=1))
 
 
 def _handle(left_type: str, operator: str, left: Any, right: Any) -> bool:
@@ -169,22 +76,22 @@ def _handle(left_type: str, operator: str, left: Any, right: Any) -> bool:
     if left_type == "null":
         return operator == "eq" and left is None and right is None
     if left_type == "date-time":
-        left_ms, right_ms = _date_ms(left), _date_ms(right)
+        left_ms, right_ms = js_date_ms(left), js_date_ms(right)
         if operator == "eq":
             return left_ms == right_ms
         if operator == "neq":
             return left_ms != right_ms
-        return operator in _RELATIONS and _RELATIONS[operator](left_ms, right_ms)
+        return operator in _RELATIONS and js_compare(operator, left_ms, right_ms)
     if left_type not in ("string", "number", "integer", "boolean"):
         return False
     if operator in ("eq", "neq"):
         return js_strict_equal(left, right) == (operator == "eq")
     if operator in ("in", "nin"):
-        return _includes(right, left, "rightValue") == (operator == "in")
+        return js_includes(right, left, "rightValue") == (operator == "in")
     if left_type == "string" and operator in ("contains", "not_contains"):
-        return _includes(left, right, "leftValue") == (operator == "contains")
+        return js_includes(left, right, "leftValue") == (operator == "contains")
     if left_type in ("number", "integer") and operator in _RELATIONS:
-        return _relation(operator, left, right)
+        return js_compare(operator, left, right)
     if left_type == "boolean" and operator in ("is_true", "is_false"):
         return left is (operator == "is_true")
     return False
@@ -218,25 +125,21 @@ class _Parsed:
     right_value: Any
 
 
-def _nil_text(value: Any) -> str:
-    return "undefined" if value is _MISSING else "null" if value is None else js_string(value)
-
-
 def _parse(item: Any, resolve: Resolve) -> _Parsed:
     if item is None:
         raise ValueError("Cannot destructure property 'key' of 'item' as it is null.")
-    value = item.get("value", _MISSING) if isinstance(item, dict) else _MISSING
-    if value is _MISSING or value is None:
-        raise ValueError(f"Cannot destructure property 'left' of 'value' as it is {_nil_text(value)}.")
-    left = value.get("left", _MISSING) if isinstance(value, dict) else _MISSING
+    value = item.get("value", UNDEFINED) if isinstance(item, dict) else UNDEFINED
+    if value is UNDEFINED or value is None:
+        raise ValueError(f"Cannot destructure property 'left' of 'value' as it is {js_string(value)}.")
+    left = value.get("left", UNDEFINED) if isinstance(value, dict) else UNDEFINED
     if not (isinstance(left, dict) and left.get("type") == "ref"):
-        raise ValueError(f"Invalid ref value: {_nil_text(left)}")
-    operator = value.get("operator", _MISSING) if isinstance(value, dict) else _MISSING
+        raise ValueError(f"Invalid ref value: {js_string(left)}")
+    operator = value.get("operator", UNDEFINED) if isinstance(value, dict) else UNDEFINED
     parsed_left = resolve(left, None)
     left_type = parsed_left.type if parsed_left is not None and parsed_left.type is not None else "null"
     right = value.get("right") if isinstance(value, dict) else None
     parsed_right = None
-    if right not in (None, False, 0, ""):
+    if js_truthy(right):
         expected = expected_right_type(left_type, operator) if isinstance(operator, str) else "null"
         parsed_right = resolve(right, {"type": expected})
     return _Parsed(

@@ -11,60 +11,48 @@ text FlowGram would report (``nodes.map is not a function``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .conditions import js_strict_equal
-from .values import JS_WHITESPACE, js_json_stringify, js_object_keys, js_string
+from .javascript import (
+    JS_WHITESPACE,
+    UNDEFINED,
+    js_join,
+    js_json_stringify,
+    js_object_keys,
+    js_set_key,
+    js_strict_equal,
+    js_string,
+    js_truthy,
+    js_typeof,
+    workflow_type,
+)
 
 ROOT_PATH = "root"
-
-
-class _Undefined:
-    """JavaScript's ``undefined``: a property that is not there."""
-
-
-_UNDEF: Any = _Undefined()
 
 
 class _JsError(Exception):
     """An error FlowGram's validators throw (or JavaScript throws inside them)."""
 
 
-def _nil_name(value: Any) -> str:
-    return "undefined" if value is _UNDEF else "null"
-
-
-def _text(value: Any) -> str:
-    """``${value}`` in a JavaScript template string."""
-    return "undefined" if value is _UNDEF else "null" if value is None else js_string(value)
-
-
 def _get(obj: Any, name: str) -> Any:
     """``obj.name``: ``undefined`` when absent, a ``TypeError`` on ``null``/``undefined``."""
-    if obj is None or obj is _UNDEF:
-        raise _JsError(f"Cannot read properties of {_nil_name(obj)} (reading '{name}')")
+    if obj is None or obj is UNDEFINED:
+        raise _JsError(f"Cannot read properties of {js_string(obj)} (reading '{name}')")
     if isinstance(obj, dict):
-        return obj.get(name, _UNDEF)
+        return obj.get(name, UNDEFINED)
     if isinstance(obj, (list, str)) and name == "length":
         return len(obj)
-    return _UNDEF
+    return UNDEFINED
 
 
 def _array(value: Any, expression: str, method: str) -> list[Any]:
     """``expression.method(...)`` on what should be an array."""
-    if value is None or value is _UNDEF:
-        raise _JsError(f"Cannot read properties of {_nil_name(value)} (reading '{method}')")
+    if value is None or value is UNDEFINED:
+        raise _JsError(f"Cannot read properties of {js_string(value)} (reading '{method}')")
     if not isinstance(value, list):
         raise _JsError(f"{expression}.{method} is not a function")
     return value
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, (bool, int, float, str)):
-        return bool(value) and value == value  # NaN is falsy
-    return value is not None and value is not _UNDEF
 
 
 def _is_object(value: Any) -> bool:
@@ -72,28 +60,19 @@ def _is_object(value: Any) -> bool:
     return isinstance(value, (dict, list))
 
 
-def _key(value: Any) -> tuple[Any, ...]:
-    """A hashable stand-in for a ``Set``/``Map`` key (objects compare by identity, as in JS)."""
-    if value is _UNDEF or value is None:
-        return ("nil", _nil_name(value))
-    if isinstance(value, (bool, int, float, str)):  # 1 and 1.0 are one JS number; True is not
-        return (type(value) is bool, type(value) is str, value)
-    return ("object", id(value))
-
-
 def _nested(node: Any) -> tuple[Any, Any] | None:
     """A node's sub-canvas ``(blocks, edges ?? [])``, if ``node.blocks`` is truthy."""
     blocks = _get(node, "blocks")
-    if not _truthy(blocks):
+    if not js_truthy(blocks):
         return None
     edges = _get(node, "edges")
-    return blocks, [] if edges is None or edges is _UNDEF else edges
+    return blocks, [] if edges is None or edges is UNDEFINED else edges
 
 
 def _destructure(schema: Any) -> tuple[Any, Any]:
     """``const { nodes, edges } = schema``."""
-    if schema is None or schema is _UNDEF:
-        raise _JsError(f"Cannot destructure property 'nodes' of 'schema' as it is {_nil_name(schema)}.")
+    if schema is None or schema is UNDEFINED:
+        raise _JsError(f"Cannot destructure property 'nodes' of 'schema' as it is {js_string(schema)}.")
     return _get(schema, "nodes"), _get(schema, "edges")
 
 
@@ -102,9 +81,9 @@ def _destructure(schema: Any) -> tuple[Any, Any]:
 
 _NON_EMPTY = (lambda v: isinstance(v, str) and bool(v.strip(JS_WHITESPACE)), "must be a non-empty string")
 _OBJECT = (_is_object, "must be a valid object")
-_OPTIONAL_ARRAY = (lambda v: v is _UNDEF or isinstance(v, list), "must be an array if present")
-_OPTIONAL_OBJECT = (lambda v: v is _UNDEF or _is_object(v), "must be a valid object if present")
-_OPTIONAL_STRING = (lambda v: v is _UNDEF or isinstance(v, str), "must be a string if present")
+_OPTIONAL_ARRAY = (lambda v: v is UNDEFINED or isinstance(v, list), "must be an array if present")
+_OPTIONAL_OBJECT = (lambda v: v is UNDEFINED or _is_object(v), "must be a valid object if present")
+_OPTIONAL_STRING = (lambda v: v is UNDEFINED or isinstance(v, str), "must be a string if present")
 _NODE_FIELDS = (("id", _NON_EMPTY), ("type", _NON_EMPTY), ("meta", _OBJECT), ("data", _OBJECT),
                 ("blocks", _OPTIONAL_ARRAY), ("edges", _OPTIONAL_ARRAY), ("data.inputs", _OPTIONAL_OBJECT),
                 ("data.outputs", _OPTIONAL_OBJECT), ("data.inputsValues", _OPTIONAL_OBJECT),
@@ -169,11 +148,11 @@ def _has_cycle(adjacency: dict[Any, list[Any]]) -> bool:
 
 def _cycle_detection(nodes: Any, edges: Any) -> None:
     nodes = _array(nodes, "nodes", "map")
-    adjacency: dict[Any, list[Any]] = {_key(_get(node, "id")): [] for node in nodes}
+    adjacency: dict[Any, list[Any]] = {js_set_key(_get(node, "id")): [] for node in nodes}
     for edge in _array(edges, "edges", "forEach"):
-        targets = adjacency.get(_key(_get(edge, "sourceNodeID")))
+        targets = adjacency.get(js_set_key(_get(edge, "sourceNodeID")))
         if targets is not None:
-            targets.append(_key(_get(edge, "targetNodeID")))
+            targets.append(js_set_key(_get(edge, "targetNodeID")))
     if _has_cycle(adjacency):
         raise _JsError("Workflow schema contains a cycle, which is not allowed")
     for node in nodes:
@@ -184,12 +163,12 @@ def _cycle_detection(nodes: Any, edges: Any) -> None:
 
 def _edge_source_target_exist(nodes: Any, edges: Any) -> None:
     nodes = _array(nodes, "nodes", "map")
-    ids = {_key(_get(node, "id")) for node in nodes}
+    ids = {js_set_key(_get(node, "id")) for node in nodes}
     for edge in _array(edges, "edges", "forEach"):
         for end, name in (("source", "sourceNodeID"), ("target", "targetNodeID")):
             node_id = _get(edge, name)
-            if _key(node_id) not in ids:
-                raise _JsError(f'Workflow schema edge {end} node "{_text(node_id)}" not exist')
+            if js_set_key(node_id) not in ids:
+                raise _JsError(f'Workflow schema edge {end} node "{js_string(node_id)}" not exist')
     for node in nodes:
         nested = _nested(node)
         if nested is not None:
@@ -243,31 +222,25 @@ def validate_schema(schema: Any) -> list[str]:
 # -- the JSON-schema validator for workflow inputs -------------------------------------------
 
 
-def _typeof(value: Any) -> str:
-    if value is _UNDEF:
-        return "undefined"
-    return {bool: "boolean", int: "number", float: "number", str: "string"}.get(type(value), "object")
-
-
 def _child(path: str, name: str) -> str:
     return name if path == ROOT_PATH else f"{path}.{name}"
 
 
 def _check_object(value: Any, schema: Any, path: str, kind: str) -> str | None:
-    if value is None or value is _UNDEF:
-        return f"Expected {kind} at {path}, but got: {_text(value)}"
+    if value is None or value is UNDEFINED:
+        return f"Expected {kind} at {path}, but got: {js_string(value)}"
     if not isinstance(value, dict):
-        return f"Expected {kind} at {path}, but got: {'array' if isinstance(value, list) else _typeof(value)}"
-    properties = _get(schema, "properties") if kind == "object" else _UNDEF
-    required = _get(schema, "required") if kind == "object" else _UNDEF
+        return f"Expected {kind} at {path}, but got: {'array' if isinstance(value, list) else js_typeof(value)}"
+    properties = _get(schema, "properties") if kind == "object" else UNDEFINED
+    required = _get(schema, "required") if kind == "object" else UNDEFINED
     if isinstance(required, (list, str)):
         for name in required:
-            if _text(name) not in value:
-                return f'Missing required property "{_text(name)}" at {path}'
+            if js_string(name) not in value:
+                return f'Missing required property "{js_string(name)}" at {path}'
     declared = js_object_keys(properties) if isinstance(properties, dict) else []
     error = _first_error((value[name], properties[name], _child(path, name)) for name in declared if name in value)
     extra = _get(schema, "additionalProperties")
-    if error or not _truthy(extra):
+    if error or not js_truthy(extra):
         return error
     defined = set(declared)
     extras = (name for name in js_object_keys(value) if name not in defined)
@@ -281,39 +254,34 @@ def _first_error(checks: Iterable[tuple[Any, Any, str]]) -> str | None:
 
 def _validate_value(value: Any, schema: Any, path: str) -> str | None:
     """FlowGram's ``validateValue``: the first error message, or ``None``."""
-    if _truthy(_get(schema, "$ref")):
+    if js_truthy(_get(schema, "$ref")):
         return None
     enum = _get(schema, "enum")
-    if isinstance(enum, str) and enum and _text(value) not in enum:
+    if isinstance(enum, str) and enum and js_string(value) not in enum:
         raise _JsError("schema.enum.join is not a function")  # a string "enum" only has includes()
     if isinstance(enum, list) and enum:
         if not any(js_strict_equal(option, value, same_value_zero=True) for option in enum):
-            options = ", ".join("" if option is None else js_string(option) for option in enum)
-            return f"Value at {path} must be one of: {options}, but got: {_stringify(value)}"
+            options = js_join(enum, ", ")
+            return f"Value at {path} must be one of: {options}, but got: {js_json_stringify(value)}"
     kind = _get(schema, "type")
     if kind in ("boolean", "string"):
-        return None if _typeof(value) == kind else f"Expected {kind} at {path}, but got: {_typeof(value)}"
+        return None if js_typeof(value) == kind else f"Expected {kind} at {path}, but got: {js_typeof(value)}"
     if kind == "integer":
-        integral = _typeof(value) == "number" and (  # Number.isInteger; a huge int is Infinity in JS
-            abs(value) < 2**1024 if isinstance(value, int) else math.isfinite(value) and value.is_integer())
-        return None if integral else f"Expected integer at {path}, but got: {_stringify(value)}"
+        integral = js_typeof(value) == "number" and workflow_type(value) == "integer"  # Number.isInteger
+        return None if integral else f"Expected integer at {path}, but got: {js_json_stringify(value)}"
     if kind == "number":
-        number = _typeof(value) == "number" and value == value
-        return None if number else f"Expected number at {path}, but got: {_stringify(value)}"
+        number = js_typeof(value) == "number" and value == value
+        return None if number else f"Expected number at {path}, but got: {js_json_stringify(value)}"
     if kind in ("object", "map"):
         return _check_object(value, schema, path, kind)
     if kind == "array":
         if not isinstance(value, list):
-            return f"Expected array at {path}, but got: {_typeof(value)}"
+            return f"Expected array at {path}, but got: {js_typeof(value)}"
         items = _get(schema, "items")
-        if not _truthy(items):
+        if not js_truthy(items):
             return None
         return _first_error((item, items, f"{path}[{index}]") for index, item in enumerate(value))
-    return f'Unknown type "{_text(kind)}" at {path}'
-
-
-def _stringify(value: Any) -> str:
-    return "undefined" if value is _UNDEF else js_json_stringify(value)
+    return f'Unknown type "{js_string(kind)}" at {path}'
 
 
 def _validate_inputs(json_schema: Any, inputs: Any) -> list[str]:
@@ -338,7 +306,7 @@ def validate_inputs(json_schema: dict[str, Any] | None, inputs: Any) -> list[str
     :return: ``[]``, or one ``JSON Schema validation failed: <message>`` for the first
         error, e.g. ``Expected integer at BB, but got: "test-string"``.
     """
-    return _validate_inputs(_UNDEF if json_schema is None else json_schema, inputs)
+    return _validate_inputs(UNDEFINED if json_schema is None else json_schema, inputs)
 
 
 def validate_task(schema: Any, inputs: Any) -> list[str]:

@@ -1,9 +1,11 @@
-"""FlowGram's runtime values: types, JavaScript conversions, and resolving flow values.
+"""FlowGram's runtime values: types, flow values, templates and node inputs.
 
-Pure functions, no I/O. They reproduce FlowGram runtime-js 0.1.8 (``state`` and
-``runtime-type``): a ``constant`` takes its declared type without coercion, a
+Pure functions, no I/O. They reproduce FlowGram runtime-js (``state`` and
+``variable-store``): a ``constant`` takes its declared type without coercion, a
 ``ref`` reads a variable (and a lodash-``get`` path into it), a ``template``
-renders ``{{node.key.path}}`` with JavaScript's ``String()``.
+renders ``{{node.key.path}}`` with JavaScript's ``String()``. The JavaScript
+rules themselves (``String()``, ``JSON.stringify``, type inference) live in
+:mod:`workflow.javascript`; the names re-exported here are kept for importers.
 
 Variables come from a *lookup* ``(node_id, key) -> TypedValue | None`` owned by
 the engine. A variable whose value is ``None`` is "declared but missing" (JS
@@ -13,11 +15,28 @@ the engine. A variable whose value is ``None`` is "declared but missing" (JS
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
+
+from .javascript import (
+    JS_WHITESPACE,
+    UNDEFINED,
+    is_type_equal,
+    js_json_stringify,
+    js_number_text,
+    js_object_keys,
+    js_string,
+    workflow_type,
+)
+
+__all__ = [  # the JavaScript names are re-exported for modules and tests that import them from here
+    "JSON_TYPES", "JS_WHITESPACE", "Lookup", "TypedValue", "WORKFLOW_TYPES", "Warn", "WorkflowType",
+    "constant_value", "infer_type", "infer_typed", "is_type_equal", "js_json_stringify", "js_number_text",
+    "js_object_keys", "js_string", "lodash_get", "output_defaults", "parse_inputs", "parse_json_content",
+    "ref_value", "render_template", "resolve_flow_value",
+]
 
 WorkflowType = Literal["string", "integer", "number", "boolean", "object", "array", "map", "date-time", "null"]
 
@@ -25,19 +44,16 @@ WorkflowType = Literal["string", "integer", "number", "boolean", "object", "arra
 WORKFLOW_TYPES: tuple[str, ...] = get_args(WorkflowType)
 #: Declared types whose string constants and defaults are parsed as JSON.
 JSON_TYPES = frozenset({"object", "array", "map"})
-#: The characters JavaScript's ``String.prototype.trim`` removes.
-JS_WHITESPACE = (
-    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000\ufeff"
-)
 
 Lookup = Callable[[Any, Any], "TypedValue | None"]
 Warn = Callable[[str], None]
 
-_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?Z?")
 _TEMPLATE = re.compile(r"\{\{([^}]+)\}\}")
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 _MISSING = object()
+
+#: FlowGram's ``getWorkflowType`` (``None`` is ``null``, a valid ISO-8601 string ``date-time``).
+infer_type = workflow_type
 
 
 @dataclass
@@ -49,118 +65,11 @@ class TypedValue:
     items_type: str | None = None
 
 
-def infer_type(value: Any) -> str:
-    """FlowGram's ``getWorkflowType``: the runtime type of a JSON-like value.
-
-    ``None`` is ``null``; an ISO-8601 string (``2000-01-01T00:00:00.000Z``) is
-    ``date-time``; an integral number is ``integer``.
-    """
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, str):
-        return "date-time" if _DATE_TIME.fullmatch(value) else "string"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "integer" if math.isfinite(value) and value.is_integer() else "number"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    return "object"
-
-
 def infer_typed(value: Any) -> TypedValue:
     """:func:`infer_type` as a :class:`TypedValue`; an array's items type comes from element 0 (``None`` if empty)."""
     kind = infer_type(value)
     items = infer_type(value[0]) if kind == "array" and value else None
     return TypedValue(value, kind, items)
-
-
-def is_type_equal(left: str | None, right: str | None) -> bool:
-    """FlowGram's ``isTypeEqual``: ``number`` and ``integer`` match each other, any other type only itself."""
-    return left == right or {left, right} == {"number", "integer"}
-
-
-def js_number_text(number: float | int) -> str:
-    """JavaScript's ``Number.prototype.toString()``: ``0.5``, ``1`` (for ``1.0``), ``1e+21``, ``1e-7``."""
-    if isinstance(number, bool):
-        return "true" if number else "false"
-    if isinstance(number, int):
-        if abs(number) < 2**53:
-            return str(number)
-        number = float(number) if abs(number) < 2**1024 else math.copysign(math.inf, number)
-    if not math.isfinite(number):
-        return "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
-    if number == 0:
-        return "0"
-    sign = "-" if number < 0 else ""
-    mantissa, _, exponent = repr(abs(number)).partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    shift = int(exponent) if exponent else 0
-    if whole == "0":
-        digits = fraction.lstrip("0")
-        point = shift - (len(fraction) - len(digits))
-    else:
-        digits = whole + fraction
-        point = shift + len(whole)
-    digits = digits.rstrip("0")
-    count = len(digits)
-    if count <= point <= 21:
-        text = digits + "0" * (point - count)
-    elif 0 < point <= 21:
-        text = f"{digits[:point]}.{digits[point:]}"
-    elif -6 < point <= 0:
-        text = "0." + "0" * -point + digits
-    else:
-        tail = f".{digits[1:]}" if count > 1 else ""
-        text = f"{digits[0]}{tail}e{'+' if point > 0 else '-'}{abs(point - 1)}"
-    return sign + text
-
-
-def js_string(value: Any) -> str:
-    """JavaScript's ``String(value)``, as FlowGram templates show values.
-
-    ``True`` → ``true``, ``1.0`` → ``1``, ``[1, [2, None]]`` → ``1,2,``, a dict →
-    ``[object Object]``; ``None`` → ``undefined`` (a declared but missing variable).
-    """
-    if value is None:
-        return "undefined"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return js_number_text(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple)):  # Array.prototype.join: null items are empty
-        return ",".join("" if item is None else js_string(item) for item in value)
-    if isinstance(value, dict):
-        return "[object Object]"
-    return str(value)
-
-
-def js_object_keys(obj: dict[str, Any]) -> list[str]:
-    """Keys in JavaScript's own-property order: array-index keys ascending, then the rest as inserted."""
-    indexes = [key for key in obj if isinstance(key, str) and _ARRAY_INDEX.fullmatch(key) and int(key) < 2**32 - 1]
-    index_set = set(indexes)
-    return sorted(indexes, key=int) + [key for key in obj if key not in index_set]
-
-
-def js_json_stringify(value: Any) -> str:
-    """JavaScript's ``JSON.stringify`` (compact; ``1.0`` → ``1``, NaN → ``null``, index keys first)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "null"
-    if isinstance(value, (bool, int, float)):
-        return js_string(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(js_json_stringify(item) for item in value) + "]"
-    if isinstance(value, dict):
-        items = (f"{json.dumps(str(key), ensure_ascii=False)}:{js_json_stringify(value[key])}"
-                 for key in js_object_keys(value))
-        return "{" + ",".join(items) + "}"
-    return json.dumps(str(value), ensure_ascii=False)
 
 
 def _reject_constant(name: str) -> Any:
@@ -253,7 +162,7 @@ def _render_ref(pattern: str, lookup: Lookup) -> str:
     found, value = lodash_get(variable.value, rest[1:])
     if not found or (value is None and not rest[1:]):
         return "undefined"
-    return "null" if value is None else js_string(value)
+    return js_string(value)
 
 
 def render_template(text: str, lookup: Lookup) -> str:
@@ -304,9 +213,10 @@ def parse_inputs(
 ) -> dict[str, Any]:
     """FlowGram's ``parseInputs``: resolve ``inputsValues`` against the declared ``inputs`` schema.
 
-    Like FlowGram, a key is dropped when it is not declared, resolves to nothing,
-    or its type is not :func:`is_type_equal` to the declared one. Unlike FlowGram,
-    each drop is reported through ``warn`` (all three reasons), e.g.
+    Keys are read in JavaScript's order (index-like keys first), as FlowGram's
+    ``Object.entries`` reads them. Like FlowGram, a key is dropped when it is not
+    declared, resolves to nothing, or its type is not :func:`is_type_equal` to the
+    declared one. Unlike FlowGram, each drop is reported through ``warn`` (all three reasons), e.g.
     ``input "x": reference to start_0.foo did not resolve`` or
     ``input "x": expected number, got string``.
 
@@ -318,7 +228,8 @@ def parse_inputs(
     properties = properties if isinstance(properties, dict) else {}
     report = warn or (lambda message: None)
     inputs: dict[str, Any] = {}
-    for key, flow_value in values.items():
+    for key in js_object_keys(values):
+        flow_value = values[key]
         declared = properties.get(key)
         if not isinstance(declared, dict):
             report(f'input "{key}": not declared in the node\'s inputs, ignored')
@@ -331,7 +242,7 @@ def parse_inputs(
             report(f'input "{key}": {_describe(flow_value)} has no value')
             continue
         if not is_type_equal(resolved.type, declared.get("type")):
-            report(f'input "{key}": expected {js_string(declared.get("type"))}, got {resolved.type}')
+            report(f'input "{key}": expected {js_string(declared.get("type", UNDEFINED))}, got {resolved.type}')
             continue
         inputs[key] = resolved.value
     return inputs

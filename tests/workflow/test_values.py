@@ -105,7 +105,7 @@ def test_js_number_text(number: float, text: str) -> None:
 
 
 @pytest.mark.parametrize(("value", "text"), [
-    (True, "true"), (False, "false"), (None, "undefined"), (1.0, "1"), ("a b", "a b"), ([1, 2], "1,2"),
+    (True, "true"), (False, "false"), (None, "null"), (1.0, "1"), ("a b", "a b"), ([1, 2], "1,2"),
     ([1, [2, 3], None, "a", 0.5], "1,2,3,,a,0.5"), ([], ""), ({"a": 1}, "[object Object]"),
     ([{"a": 1}], "[object Object]"),
 ])
