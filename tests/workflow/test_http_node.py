@@ -19,8 +19,10 @@ import pytest
 import requests
 
 import workflow.nodes.http as http_node
+from workflow import WorkflowRuntime
 from workflow.executor import NodeError, NodeResult, RuntimeSettings
 from workflow.nodes.http import execute_http
+from workflow.store import MemoryTaskStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -156,9 +158,9 @@ def test_get_with_params_and_headers(server: Any, base: str) -> None:
     assert json.loads(result.outputs["body"]) == {"echo": seen["path"]}
     assert result.outputs["headers"]["x-reply"] == "yes"
     assert all(name == name.lower() for name in result.outputs["headers"])
-    assert result.snapshot_inputs == {
-        "method": "GET", "url": f"{base}/search?keep=1&q=old", "headers": {"X-Token": "abc", "X-Count": "3"},
-        "params": {"q": "hello world", "n": "5", "empty": ""}, "bodyType": "none", "body": "",
+    assert result.snapshot_inputs == {  # typed values, as FlowGram's snapshot shows them
+        "method": "GET", "url": f"{base}/search?keep=1&q=old", "headers": {"X-Token": "abc", "X-Count": 3},
+        "params": {"q": "hello world", "n": 5, "empty": ""}, "bodyType": "none", "body": "",
         "retryTimes": 0, "timeout": 5000}
 
 
@@ -206,6 +208,102 @@ def test_form_data_is_multipart(server: Any, base: str) -> None:
     (seen,) = server.requests
     assert seen["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
     assert b'name="name"\r\n\r\nada\r\n' in seen["body"] and b'name="age"\r\n\r\n36\r\n' in seen["body"]
+
+
+#: Typed header/param/form values; the expectations below are what runtime-js 1.0.9 (under node 20) sent
+#: to a recording server and put in its snapshot for the same values.
+TYPED = {"n": 3, "f": 1.5e-7, "big": 1e21, "b": True, "o": {"a": 1, "2": [1.0, None]}, "a": [1, "x", None, [2, 3]],
+         "10": "ten"}
+
+
+def test_typed_values_are_sent_as_javascript_strings_and_snapshotted_typed(server: Any, base: str) -> None:
+    run_result = run(FakeContext(node(f"{base}/typed", "POST", headers=TYPED, params=TYPED), allowed(base)))
+    (seen,) = server.requests
+    assert seen["path"] == "/typed?10=ten&n=3&f=1.5e-7&big=1e%2B21&b=true&o=%5Bobject+Object%5D&a=1%2Cx%2C%2C2%2C3"
+    sent = {name: seen["headers"][name] for name in TYPED}
+    assert sent == {"n": "3", "f": "1.5e-7", "big": "1e+21", "b": "true", "o": "[object Object]", "a": "1,x,,2,3",
+                    "10": "ten"}
+    snapshot = run_result.snapshot_inputs
+    assert snapshot is not None
+    for part in ("headers", "params"):
+        assert snapshot[part] == {**TYPED, "o": {"2": [1, None], "a": 1}}
+        assert list(snapshot[part]) == ["10", "n", "f", "big", "b", "o", "a"]  # JS key order, index keys first
+        assert list(snapshot[part]["o"]) == ["2", "a"]
+
+
+@pytest.mark.parametrize(("body_type", "sent"), [
+    ("x-www-form-urlencoded", b"n=3&f=1.5e-7&big=1e%2B21&b=false&o=%5Bobject+Object%5D&a=1%2C"),
+    ("form-data", None),
+])
+def test_form_bodies_format_numbers_as_javascript(server: Any, base: str, body_type: str, sent: bytes | None) -> None:
+    key = {"form-data": "formData", "x-www-form-urlencoded": "xWwwFormUrlencoded"}[body_type]
+    schema, values = constants({"n": 3, "f": 1.5e-7, "big": 1e21, "b": False, "o": {"z": 1, "1": 2}, "a": [1, None]})
+    result = run(FakeContext(node(f"{base}/form", "POST", {"bodyType": body_type, key: schema, f"{key}Values": values}),
+                             allowed(base)))
+    (seen,) = server.requests
+    if sent is not None:
+        assert seen["body"] == sent
+    else:
+        for name, text in (("f", b"1.5e-7"), ("big", b"1e+21"), ("o", b"[object Object]"), ("a", b"1,")):
+            assert b'name="%s"\r\n\r\n%s\r\n' % (name.encode(), text) in seen["body"]
+    assert result.snapshot_inputs is not None
+    assert result.snapshot_inputs["body"] == '{"n":3,"f":1.5e-7,"big":1e+21,"b":false,"o":{"1":2,"z":1},"a":[1,null]}'
+
+
+def test_typed_values_through_the_engine_match_flowgrams_snapshot(server: Any, base: str) -> None:
+    """The whole engine (real parse_inputs, declared types): FlowGram's snapshot inputs, recorded from runtime-js."""
+    declared = {"n": "integer", "f": "number", "big": "number", "b": "boolean", "o": "object", "a": "array",
+                "10": "string"}
+    typed_inputs = ({"type": "object", "properties": {k: {"type": t} for k, t in declared.items()}},
+                    {k: {"type": "constant", "content": TYPED[k]} for k in declared})
+    data = {"title": "HTTP", "api": {"method": "POST", "url": {"type": "template", "content": f"{base}/typed"}},
+            "headers": typed_inputs[0], "headersValues": typed_inputs[1], "params": typed_inputs[0],
+            "paramsValues": typed_inputs[1], "body": {"bodyType": "none"},
+            "timeout": {"timeout": 5000, "retryTimes": 0},
+            "outputs": {"type": "object", "properties": {"statusCode": {"type": "integer"}}}}
+    start = {"id": "start_0", "type": "start", "meta": {}, "data": {"outputs": {"type": "object", "properties": {}}}}
+    end = {"id": "end_0", "type": "end", "meta": {}, "data": {"inputs": {"type": "object", "properties": {}}}}
+    schema = {"nodes": [start, {"id": "http_0", "type": "http", "meta": {}, "data": data}, end],
+              "edges": [{"sourceNodeID": "start_0", "targetNodeID": "http_0"},
+                        {"sourceNodeID": "http_0", "targetNodeID": "end_0"}]}
+    runtime = WorkflowRuntime(MemoryTaskStore(), RuntimeSettings(allowed_hosts=frozenset(allowed(base))))
+    try:
+        record = runtime.wait(runtime.run(json.dumps(schema), {}), 60)
+    finally:
+        runtime.shutdown()
+    assert record is not None and record.status == "succeeded" and record.report is not None
+    (snapshot,) = record.report["reports"]["http_0"]["snapshots"]
+    flowgram = {"10": "ten", "n": 3, "f": 1.5e-07, "big": 1e+21, "b": True, "o": {"2": [1, None], "a": 1},
+                "a": [1, "x", None, [2, 3]]}  # runtime-js 1.0.9's snapshot of the same node
+    assert snapshot["inputs"] == {"method": "POST", "url": f"{base}/typed", "headers": flowgram, "params": flowgram,
+                                  "bodyType": "none", "body": "", "retryTimes": 0, "timeout": 5000}
+    assert list(snapshot["inputs"]["headers"]) == list(flowgram)
+    (seen,) = server.requests
+    assert seen["path"] == "/typed?10=ten&n=3&f=1.5e-7&big=1e%2B21&b=true&o=%5Bobject+Object%5D&a=1%2Cx%2C%2C2%2C3"
+
+
+def test_header_values_are_trimmed_and_sent_as_latin_1(server: Any, base: str) -> None:
+    run(FakeContext(node(f"{base}/h", headers={"X-Pad": " padded\t", "X-Latin": " \u00a0caf\u00e9", "X-Empty": "  "}),
+                    allowed(base)))
+    (seen,) = server.requests
+    assert [seen["headers"][name] for name in ("X-Pad", "X-Latin", "X-Empty")] == ["padded", "\u00a0caf\u00e9", ""]
+
+
+@pytest.mark.parametrize(("headers", "message"), [  # fetch's own words (node 20), but for the hidden value
+    ({"X-A": "\u0394"}, "Cannot convert argument to a ByteString because the character at index 0 has a value of "
+                       "916 which is greater than 255."),
+    ({"X-A": "ab\U0001F600"}, "Cannot convert argument to a ByteString because the character at index 2 has a value "
+                              "of 55357 which is greater than 255."),
+    ({"bad name": "v", "X-A": "\u0394"}, "Cannot convert argument to a ByteString because the character at index 0 "
+                                        "has a value of 916 which is greater than 255."),
+    ({"bad name": "v"}, 'Headers.append: "bad name" is an invalid header name.'),
+    ({"X-A": "a\nb", "bad name": "v"},
+     'Headers.append: the value of header "X-A" is an invalid header value (it contains NUL, CR or LF).'),
+])
+def test_headers_fetch_refuses(server: Any, base: str, headers: dict[str, str], message: str) -> None:
+    with pytest.raises(NodeError, match=f"^{re.escape(message)}$"):
+        run(FakeContext(node(f"{base}/h", headers=headers), allowed(base)))
+    assert server.requests == []
 
 
 def test_content_type_of_the_node_wins_and_get_sends_no_body(server: Any, base: str) -> None:
@@ -295,6 +393,10 @@ def test_redirects_are_followed_and_checked(server: Any, base: str) -> None:
     ({"api": {"method": "GET"}}, "HTTP url is required"),
     ({"api": {"method": "POST", "url": "http://h/"}, "body": {"bodyType": "JSON"}}, "HTTP json body is required"),
     ({"api": {"method": "POST", "url": "http://h/"}, "body": {"bodyType": "xml"}}, 'HTTP invalid body type "xml"'),
+    ({"api": {"method": "POST", "url": "http://h/"}, "body": {}}, 'HTTP invalid body type "undefined"'),
+    ({"api": {"method": "POST", "url": "http://h/"}, "body": {"bodyType": None}}, 'HTTP invalid body type "null"'),
+    ({"api": {"method": "POST", "url": "http://h/"}, "body": {"bodyType": ["JSON", 1]}},
+     'HTTP invalid body type "JSON,1"'),  # `${bodyType}` of an array; it used to crash (unhashable)
     ({"api": {"method": "POST", "url": "http://h/"}, "body": {"bodyType": "form-data"}},
      "HTTP form-data body is required"),
     ({"api": {"method": "GET", "url": "http://h/"}, "timeout": {"timeout": "soon", "retryTimes": 0}},

@@ -18,20 +18,21 @@ dropped once a hop changes scheme, host or port. A response body may be at most
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
 from ..executor import ExecutionContext, NodeError, NodeResult
+from ..javascript import UNDEFINED, js_json_copy, js_json_stringify, js_object_keys, js_string
 from ..outbound import character_problem
 
 logger = logging.getLogger(__name__)
+_HTTP_WHITESPACE = " \t\r\n"  # what fetch's Headers strips from both ends of a value
 
 #: FlowGram's backoff unit: attempt ``n`` (from 0) waits ``2 ** n`` of these before the next.
 RETRY_BACKOFF_SECONDS = 1.0
@@ -54,6 +55,7 @@ CONTENT_TYPES = {
 _TEMPLATE_BODIES = {"JSON": ("json", "json"), "raw-text": ("rawText", "raw text"), "binary": ("binary", "binary")}
 _FORM_BODIES = {"form-data": "formData", "x-www-form-urlencoded": "xWwwFormUrlencoded"}
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP token
 #: Headers dropped when a redirect leaves the origin (scheme, host, port) they were written for.
 _CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
@@ -64,41 +66,50 @@ class _AttemptFailed(Exception):
 
 @dataclass
 class _Request:
+    """The node's parsed settings.
+
+    ``headers``, ``params`` and ``form`` keep their typed values, which the snapshot shows as
+    FlowGram's does; each value is sent as its JavaScript ``String()``.
+    """
+
     method: str
     url: str
-    headers: dict[str, str]
-    params: dict[str, str]
+    headers: dict[str, Any]
+    params: dict[str, Any]
     body_type: str
     body: str
-    form: dict[str, str]
+    form: dict[str, Any]
     retry_times: int
     timeout_ms: float
 
     def snapshot(self) -> dict[str, Any]:
-        return {"method": self.method, "url": self.url, "headers": self.headers, "params": self.params,
-                "bodyType": self.body_type, "body": self.body, "retryTimes": self.retry_times,
-                "timeout": self.timeout_ms}
+        """FlowGram's ``JSON.parse(JSON.stringify(inputs))`` of what it sends."""
+        return js_json_copy({"method": self.method, "url": self.url, "headers": self.headers, "params": self.params,
+                             "bodyType": self.body_type, "body": self.body, "retryTimes": self.retry_times,
+                             "timeout": self.timeout_ms})
+
+    def form_texts(self) -> list[tuple[str, str]]:
+        """The form fields as FlowGram sends them: each value's ``String()``."""
+        return [(name, js_string(value)) for name, value in self.form.items()]
 
 
-def _js_text(value: Any) -> str:
-    """A header, param or form value as JavaScript's ``String()`` shows it (objects as JSON)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _ordered(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with its keys in JavaScript's order (index-like keys first), string keys."""
+    return {str(key): values[key] for key in js_object_keys(values)}
 
 
 def _template_text(ctx: ExecutionContext, value: Any) -> str | None:
-    """Render a ``{type: 'template', content}`` (or constant, or plain string) flow value."""
+    """Render a ``{type: 'template', content}`` (or constant, or plain string) flow value.
+
+    FlowGram accepts templates only; a constant is our extension, shown as its ``String()``
+    except that an object or array constant is sent as its JSON text.
+    """
     if isinstance(value, dict):
         content = value.get("content")
         if value.get("type") == "constant":
-            return None if content is None else _js_text(content)
+            if content is None:
+                return None
+            return js_json_stringify(content) if isinstance(content, (dict, list)) else js_string(content)
         if value.get("type") != "template":
             return None
         value = content
@@ -122,26 +133,25 @@ def _parse(ctx: ExecutionContext) -> _Request:
     url = _template_text(ctx, api.get("url"))
     if not url:
         raise NodeError("HTTP url is required")
-    headers = {str(k): _js_text(v) for k, v in ctx.parse_inputs(data.get("headers"), data.get("headersValues")).items()}
-    params = {str(k): _js_text(v) for k, v in ctx.parse_inputs(data.get("params"), data.get("paramsValues")).items()}
+    headers = _ordered(ctx.parse_inputs(data.get("headers"), data.get("headersValues")))
+    params = _ordered(ctx.parse_inputs(data.get("params"), data.get("paramsValues")))
     body_spec = data.get("body") if isinstance(data.get("body"), dict) else {"bodyType": "none"}
-    body_type = body_spec.get("bodyType")
+    body_type = body_spec.get("bodyType", UNDEFINED)
     body, form = "", {}
-    if body_type in _TEMPLATE_BODIES:
+    if isinstance(body_type, str) and body_type in _TEMPLATE_BODIES:
         key, label = _TEMPLATE_BODIES[body_type]
         text = _template_text(ctx, body_spec.get(key))
         if text is None:
             raise NodeError(f"HTTP {label} body is required")
         body = text
-    elif body_type in _FORM_BODIES:
+    elif isinstance(body_type, str) and body_type in _FORM_BODIES:
         key = _FORM_BODIES[body_type]
         if not body_spec.get(key) or not body_spec.get(f"{key}Values"):
             raise NodeError(f"HTTP {body_type} body is required")
-        parsed = ctx.parse_inputs(body_spec[key], body_spec[f"{key}Values"])
-        body = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))  # the snapshot shows typed values
-        form = {str(k): _js_text(v) for k, v in parsed.items()}
+        form = _ordered(ctx.parse_inputs(body_spec[key], body_spec[f"{key}Values"]))
+        body = js_json_stringify(form)  # FlowGram's body, which its snapshot shows
     elif body_type != "none":
-        raise NodeError(f'HTTP invalid body type "{"undefined" if body_type is None else body_type}"')
+        raise NodeError(f'HTTP invalid body type "{js_string(body_type)}"')
     timing = data.get("timeout") if isinstance(data.get("timeout"), dict) else {}
     retry_times = _number(timing, "retryTimes", DEFAULT_RETRY_TIMES, MAX_RETRY_TIMES)
     if retry_times != int(retry_times):
@@ -152,14 +162,61 @@ def _parse(ctx: ExecutionContext) -> _Request:
     return _Request(method, url, headers, params, str(body_type), body, form, int(retry_times), timeout_ms)
 
 
-def _with_params(url: str, params: dict[str, str]) -> str:
-    """``URL.searchParams.set`` for each non-empty param (spaces as ``+``, like URLSearchParams)."""
-    params = {k: v for k, v in params.items() if v != ""}
+def _form_quote(text: str, safe: str = "", encoding: Any = None, errors: Any = None) -> str:
+    """URLSearchParams' escaping: letters, digits and ``*-._`` as is, spaces as ``+``, the rest
+    (``~`` too, which Python's ``quote`` keeps) percent-encoded UTF-8. In a URL, requests turns ``%7E``
+    back into ``~`` (docs/flowgram-differences.md, ``http-url-encoding``); in a form body it stays."""
+    return quote_plus(text, safe="*").replace("~", "%7E")
+
+
+def _with_params(url: str, params: dict[str, Any]) -> str:
+    """``URL.searchParams.set(key, String(value))`` for each param that is not null or ``""``.
+
+    The whole query is then spelled as URLSearchParams spells it (spaces as ``+``, ``~`` encoded).
+    """
+    params = {k: js_string(v) for k, v in params.items() if v is not None and v != ""}
     if not params:
         return url
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    return urlunsplit(parts._replace(query=urlencode(query + list(params.items()))))
+    return urlunsplit(parts._replace(query=urlencode(query + list(params.items()), quote_via=_form_quote)))
+
+
+def _byte_string_problem(text: str) -> str | None:
+    """WebIDL's error for a string that is not a ByteString (a UTF-16 code unit above 255)."""
+    index = 0
+    for char in text:
+        code = ord(char)
+        if code > 255:
+            unit = code if code < 0x10000 else 0xD800 + ((code - 0x10000) >> 10)
+            return (f"Cannot convert argument to a ByteString because the character at index {index} "
+                    f"has a value of {unit} which is greater than 255.")
+        index += 2 if code >= 0x10000 else 1
+    return None
+
+
+def _fetch_headers(headers: dict[str, Any]) -> dict[str, bytes]:
+    """The headers as ``fetch`` sends them, with its errors (``Headers.append: "a b" is an invalid header name.``).
+
+    Each value is its ``String()`` without the leading and trailing HTTP whitespace ``Headers``
+    strips, sent as Latin-1 bytes. Unlike fetch's message, an invalid value (NUL, CR or LF
+    inside) is not quoted: it may be a secret.
+    """
+    texts = {name: js_string(value) for name, value in headers.items()}
+    for name, text in texts.items():  # fetch converts every name and value before checking any
+        problem = _byte_string_problem(name) or _byte_string_problem(text)
+        if problem:
+            raise NodeError(problem)
+    sent: dict[str, bytes] = {}
+    for name, text in texts.items():
+        value = text.strip(_HTTP_WHITESPACE)
+        if not _HEADER_NAME.fullmatch(name):
+            raise NodeError(f'Headers.append: "{name}" is an invalid header name.')
+        if any(char in value for char in "\0\r\n"):
+            raise NodeError(f'Headers.append: the value of header "{name}" is an invalid header value '
+                            "(it contains NUL, CR or LF).")
+        sent[name] = value.encode("latin-1")
+    return sent
 
 
 def _where(method: str, url: str) -> str:
@@ -175,7 +232,7 @@ def _reason(exc: requests.RequestException, timeout_ms: float) -> str:
     return f"connection failed ({found.group(1).strip()})" if found else f"connection failed ({type(exc).__name__})"
 
 
-def _send(request: _Request, check_url: Any) -> tuple[int, dict[str, str], str]:
+def _send(request: _Request, headers: dict[str, Any], check_url: Any) -> tuple[int, dict[str, str], str]:
     """One attempt (redirects followed and checked hop by hop); runs on a worker thread.
 
     :raises _AttemptFailed: on connection errors and timeouts (worth a retry).
@@ -183,7 +240,7 @@ def _send(request: _Request, check_url: Any) -> tuple[int, dict[str, str], str]:
     """
     deadline = time.monotonic() + request.timeout_ms / 1000
     method, url = request.method, _with_params(request.url, request.params)
-    headers = dict(request.headers)
+    headers = dict(headers)
     if not any(name.lower() == "content-type" for name in headers) and request.body_type in CONTENT_TYPES:
         headers["Content-Type"] = CONTENT_TYPES[request.body_type]
     send_body = method not in ("GET", "HEAD") and bool(request.body)
@@ -206,9 +263,9 @@ def _send(request: _Request, check_url: Any) -> tuple[int, dict[str, str], str]:
                 raise _AttemptFailed(f"timed out after {request.timeout_ms:g} ms")
             kwargs: dict[str, Any] = {}
             if send_body and request.body_type == "form-data":
-                kwargs["files"] = {k: (None, v) for k, v in request.form.items()}
+                kwargs["files"] = {k: (None, v) for k, v in request.form_texts()}
             elif send_body and request.body_type == "x-www-form-urlencoded":
-                kwargs["data"] = urlencode(list(request.form.items()))
+                kwargs["data"] = urlencode(request.form_texts(), quote_via=_form_quote)
             elif send_body:
                 kwargs["data"] = request.body.encode()
             try:
@@ -264,12 +321,13 @@ async def execute_http(ctx: ExecutionContext) -> NodeResult:
     """
     request = _parse(ctx)
     ctx.settings.check_url(request.url)
+    headers = _fetch_headers(request.headers)
     last = ""
     for attempt in range(request.retry_times + 1):
         if ctx.cancelled:
             raise NodeError("HTTP request canceled")
         try:
-            status, headers, body = await asyncio.to_thread(_send, request, ctx.settings.check_url)
+            status, headers, body = await asyncio.to_thread(_send, request, headers, ctx.settings.check_url)
         except _AttemptFailed as exc:
             last = exc.args[0]
             if attempt < request.retry_times:
