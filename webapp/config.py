@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from workflow import OutboundURLError, parse_allowed_host
+from workflow import ENV_DEFAULTS, LLM_PREFIXES, WorkflowConfigError, read_environment
 
-#: Prefixes of variables handed to the LLM client as its environment.
-LLM_PREFIXES = ("LLM_", "OPENAI_")
 
 DEFAULTS: dict[str, Any] = {
     # Request threads of one worker (gunicorn.conf.py exports its --threads here),
@@ -42,16 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "FLOWBRIDGE_LANGUAGE": "",
     "FLOWBRIDGE_OP_CACHE": "memory",
     "FLOWBRIDGE_FLOWS": "",
-    # Workflows: task store (SQLite file; "memory" for one process), hosts llm/http nodes may
-    # reach besides the LLM server, per-task deadline, loop bound, tasks running per process.
-    "FLOWBRIDGE_TASK_DB": "",
-    "FLOWBRIDGE_ALLOWED_HOSTS": "",
-    "FLOWBRIDGE_TASK_DEADLINE": 600.0,
-    "FLOWBRIDGE_MAX_LOOP_ITERATIONS": 10000,
-    "FLOWBRIDGE_MAX_RUNNING_TASKS": 32,
-    # Finished tasks are kept this long, and at most this many.
-    "FLOWBRIDGE_TASK_RETENTION_HOURS": 168.0,
-    "FLOWBRIDGE_TASK_KEEP": 10000,
+    # Workflows: task store (SQLite file; "memory" for one process; empty: instance/tasks.db), hosts
+    # llm/http nodes may reach besides the LLM server, per-task deadline, loop bound, tasks running per
+    # process, how long and how many finished tasks are kept. Defined and parsed by workflow.environment,
+    # which a plain script's default runtime reads too.
+    **ENV_DEFAULTS,
     # Seconds of silence after which an event stream sends a comment line, so proxies keep it open.
     "FLOWBRIDGE_SSE_HEARTBEAT": 15.0,
     # Signs the browser session (CSRF tokens). Empty: a random key kept in the instance folder,
@@ -78,10 +71,9 @@ DEFAULTS: dict[str, Any] = {
     "FLOWBRIDGE_TRUSTED_ORIGINS": "",
 }
 
-_INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH", "FLOWBRIDGE_MAX_LOOP_ITERATIONS",
-         "FLOWBRIDGE_MAX_RUNNING_TASKS", "FLOWBRIDGE_TASK_KEEP")
-_FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_REQUEST_TIMEOUT", "FLOWBRIDGE_TASK_DEADLINE", "FLOWBRIDGE_TASK_RETENTION_HOURS",
-           "FLOWBRIDGE_SSE_HEARTBEAT", "FLOWBRIDGE_HEADER_TIMEOUT", "FLOWBRIDGE_BODY_TIMEOUT")
+_INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH")
+_FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_REQUEST_TIMEOUT", "FLOWBRIDGE_SSE_HEARTBEAT", "FLOWBRIDGE_HEADER_TIMEOUT",
+           "FLOWBRIDGE_BODY_TIMEOUT")
 
 
 class ConfigError(ValueError):
@@ -112,26 +104,11 @@ def load_config(
     for key in _FLOATS:
         config[key] = _number(key, config[key], float, minimum=0.001)
     config["LLM_ENV"] = llm_env
-    config["FLOWBRIDGE_ALLOWED_HOSTS"] = _hosts(config["FLOWBRIDGE_ALLOWED_HOSTS"])
+    try:
+        config.update(read_environment(config))  # the workflow runtime's variables, as a script reads them
+    except WorkflowConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return config
-
-
-def _hosts(value: Any) -> list[str]:
-    """``host[:port]`` entries, comma-separated (or a list); each checked."""
-    items = value.split(",") if isinstance(value, str) else list(value or [])
-    hosts = []
-    for item in (str(i).strip().lower() for i in items):
-        if not item:
-            continue
-        host, _, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
-        if (port and not port.isdigit()) or "/" in item or " " in item:
-            raise ConfigError(f"FLOWBRIDGE_ALLOWED_HOSTS entries are host or host:port, got {item!r}")
-        try:  # the spelling workflow.outbound compares URLs with (no 127.1, 0x7f.1, trailing dots...)
-            parse_allowed_host(item)
-        except OutboundURLError as exc:
-            raise ConfigError(f"FLOWBRIDGE_ALLOWED_HOSTS entry {item!r}: {exc}") from None
-        hosts.append(item)
-    return hosts
 
 
 def _number(name: str, value: Any, kind: type, minimum: float) -> Any:

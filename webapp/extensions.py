@@ -91,14 +91,10 @@ def get_workflow_runtime(app: Flask | None = None) -> WorkflowRuntime:
 
 def _build_workflow_runtime(app: Flask) -> WorkflowRuntime:
     config = app.config
-    settings = app.extensions["flowbridge"]["settings"]
     return WorkflowRuntime(
         make_task_store(config["FLOWBRIDGE_TASK_DB"] or os.path.join(app.instance_path, "tasks.db")),
-        RuntimeSettings(
-            allowed_hosts=frozenset(config["FLOWBRIDGE_ALLOWED_HOSTS"]),
-            llm_base_url=settings.base_url,
-            llm_model=settings.model,
-        ),
+        # read as a plain script's default runtime reads them (the app's config: its environment and overrides)
+        RuntimeSettings.from_env({**config["LLM_ENV"], "FLOWBRIDGE_ALLOWED_HOSTS": config["FLOWBRIDGE_ALLOWED_HOSTS"]}),
         llm_provider=lambda: get_llm_client(app),
         limits=Limits(deadline=config["FLOWBRIDGE_TASK_DEADLINE"],
                       max_loop_iterations=config["FLOWBRIDGE_MAX_LOOP_ITERATIONS"]),

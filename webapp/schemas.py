@@ -194,6 +194,8 @@ class TaskCancelResponse(BaseModel):
 class TaskValidateResponse(BaseModel):
     valid: bool
     errors: list[str] = Field([], description="present when not valid")
+    warnings: list[str] = Field([], description="present when there are some: the schema was normalised to "
+                                "FlowGram's format, a node type has no executor (a run would fail)")
 
 
 class TaskPending(BaseModel):

@@ -20,9 +20,19 @@ from typing import Any
 
 from .document import WorkflowDocument
 from .engine import Limits, TaskCanceled, TaskDeadline, TaskRun
+from .errors import WorkflowError
 from .executor import RuntimeSettings
+from .llm_clients import LLMClients
 from .report import TaskState
-from .request import WorkflowInputError, check_request, parse_schema, schema_title, unknown_node_types
+from .request import (
+    Validation,
+    WorkflowInputError,
+    check_request,
+    parse_schema,
+    schema_title,
+    unknown_node_types,
+    unknown_type_warning,
+)
 from .store import MemoryTaskStore, TaskRecord, TaskStore, _abandon_report, process_owner_id
 from .validation import validate_schema, validate_task
 
@@ -38,7 +48,7 @@ CANCEL_POLL_INTERVAL = 0.25
 ORPHAN_AFTER = 30.0
 
 
-class TaskCapacityError(RuntimeError):
+class TaskCapacityError(WorkflowError, RuntimeError):
     """This process already runs ``max_running`` tasks."""
 
 
@@ -68,8 +78,7 @@ class WorkflowRuntime:
         self.max_running = max_running
         self.retention_seconds = retention_seconds
         self.max_tasks = max_tasks
-        self._llm_provider = llm_provider
-        self._llm_clients: dict[tuple[str, str, str], Any] = {}
+        self._llm_clients = LLMClients(self.settings.llm_base_url, llm_provider)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -144,9 +153,7 @@ class WorkflowRuntime:
             thread.join(timeout)
             if not thread.is_alive():
                 loop.close()
-        for client in self._llm_clients.values():
-            client.cleanup()
-        self._llm_clients.clear()
+        self._llm_clients.close()
         self.store.flush()
         self._record_shutdown(interrupted, message)
 
@@ -176,20 +183,10 @@ class WorkflowRuntime:
 
     # -- LLM clients -------------------------------------------------------------------------
 
-    def llm_client_for(self, inputs: dict[str, Any]) -> Any:
-        """The app's client for its own server; a cached client for another allowed host."""
-        host = str(inputs["apiHost"]).rstrip("/")
-        if self._llm_provider is not None and host == self.settings.llm_base_url.rstrip("/"):
-            return self._llm_provider()
-        from llm_client import LLMClient
-
-        key = (host, str(inputs.get("apiKey") or ""), str(inputs.get("modelName") or ""))
-        with self._lock:
-            client = self._llm_clients.get(key)
-            if client is None:
-                client = LLMClient(host, api_key=key[1] or None, model=key[2] or None, env={})
-                self._llm_clients[key] = client
-            return client
+    def llm_client(self, api_host: str, api_key: str | None) -> Any:
+        """The client an llm node uses for ``api_host`` and ``api_key``: the app's own for the configured
+        server, else one of a bounded cache of clients for other hosts (see :mod:`workflow.llm_clients`)."""
+        return self._llm_clients.get(api_host, api_key)
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -201,11 +198,13 @@ class WorkflowRuntime:
         :raises TaskCapacityError: when this process is full.
         """
         self._ensure_loop()  # also starts housekeeping: orphans of dead processes get failed
-        schema_obj, inputs = check_request(schema, inputs)
+        schema_obj, inputs, warnings = check_request(schema, inputs)
         task_id = str(uuid.uuid4())
         state = TaskState(task_id, inputs)
         now = time.time()
         errors = validate_task(schema_obj, inputs) + self._unknown_type_errors(schema_obj)
+        for message in warnings:  # the schema was normalised
+            state.add_message("warning", message)
         record = TaskRecord(task_id=task_id, status="pending", schema=schema_obj, inputs=inputs, outputs=None,
                             report=None, error=None, created_at=now, started_at=None, finished_at=None,
                             cancel_requested=False, owner=process_owner_id(), heartbeat_at=now,
@@ -234,6 +233,20 @@ class WorkflowRuntime:
         future = asyncio.run_coroutine_threadsafe(self._process(task_id, run), loop)
         self._futures[task_id] = future
         return task_id
+
+    def validate(self, schema: Any, inputs: Any = None) -> Validation:
+        """FlowGram's TaskValidate, plus warnings: the one validation behind every way in.
+
+        ``TaskValidateAPI``, ``POST /api/task/validate`` and the Workflows page all answer with this.
+        Errors are FlowGram's (the task would fail at once); warnings are ours: the schema was
+        normalised (see :func:`~workflow.request.check_request`), a node type has no executor.
+
+        :raises WorkflowInputError: when the request itself is malformed, as :meth:`run` does.
+        """
+        request = check_request(schema, inputs, inputs_object=False)
+        unknown = unknown_node_types(request.schema)
+        return Validation(validate_task(request.schema, request.inputs),
+                          request.warnings + [unknown_type_warning(t) for t in unknown], unknown)
 
     def _unknown_type_errors(self, schema: dict[str, Any]) -> list[str]:
         if validate_schema(schema):

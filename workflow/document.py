@@ -109,3 +109,93 @@ class WorkflowDocument:
             seen.add(node_id)
             stack.extend(self.nodes[node_id].next)
         return seen
+
+
+# -- the kernel format of seeds/003 ("runtime_py_core"), read as FlowGram's -------------------------
+
+#: The port names the kernel format gives a node's single output and input.
+_KERNEL_DEFAULT_PORTS = frozenset({"out", "in", DEFAULT_OUTPUT_PORT})
+
+
+def normalise_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``schema`` in FlowGram's format and a warning saying what changed; ``(schema, [])`` when nothing did.
+
+    The Python kernel documented in ``seeds/003_*`` writes nodes with a top-level ``position`` and
+    ``ports`` (no ``meta``, maybe no ``data``) and edges as ``{"source": {"nodeId", "portId"},
+    "target": {...}}``. Such nodes get ``meta.position`` and ``data`` (a start node without outputs
+    declares an empty object, so the task runs with no variables instead of failing validation);
+    such edges get ``sourceNodeID``/``targetNodeID``, and ``sourcePortID`` when the port is not the
+    node's only (default) output. Anything already in FlowGram's format is left as it is, so
+    FlowGram's own documents keep FlowGram's validation. Never changes the caller's dict.
+    """
+    counts = {"nodes": 0, "edges": 0}
+    empty_starts: list[str] = []
+    normalised = _normalise_level(schema, counts, empty_starts)
+    if not counts["nodes"] and not counts["edges"]:
+        return schema, []
+    changed = ", ".join(f"{n} {kind[:-1] if n == 1 else kind}" for kind, n in counts.items() if n)
+    starts = "".join(f'; start node "{s}" had no "data.outputs": it declares no variables' for s in empty_starts)
+    return normalised, [
+        f"The schema was normalised to FlowGram's format ({changed} in the kernel format: top-level "
+        '"position"/"ports" became "meta.position", edges\' "source"/"target" objects became '
+        f'"sourceNodeID"/"targetNodeID"/"sourcePortID"){starts}'
+    ]
+
+
+def _normalise_level(level: dict[str, Any], counts: dict[str, int], empty_starts: list[str]) -> dict[str, Any]:
+    """``level`` (the schema or a loop node) with its nodes and edges in FlowGram's format."""
+    key = "blocks" if "blocks" in level else "nodes"
+    nodes, edges = level.get(key), level.get("edges", [] if key == "blocks" else None)
+    if not isinstance(nodes, list) or not isinstance(edges, list):
+        return level  # validation names what is wrong
+    out_ports = {n["id"]: _out_ports(n) for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str)}
+    new_nodes = [_normalise_node(n, counts, empty_starts) for n in nodes]
+    new_edges = [_normalise_edge(e, out_ports, counts) for e in edges]
+    if all(a is b for a, b in zip(new_nodes + new_edges, nodes + edges)):
+        return level
+    return {**level, key: new_nodes, "edges": new_edges}
+
+
+def _out_ports(node: dict[str, Any]) -> list[Any]:
+    ports = node.get("ports")
+    outs = ports.get("out") if isinstance(ports, dict) else None
+    return [p.get("id") for p in outs if isinstance(p, dict)] if isinstance(outs, list) else []
+
+
+def _normalise_node(node: Any, counts: dict[str, int], empty_starts: list[str]) -> Any:
+    if not isinstance(node, dict):
+        return node
+    if "blocks" in node:
+        node = _normalise_level(node, counts, empty_starts)  # a loop body
+    if "meta" in node or not ("position" in node or "ports" in node):
+        return node
+    counts["nodes"] += 1
+    rest = {k: v for k, v in node.items() if k not in ("position", "ports")}
+    data = rest.get("data", {})
+    if isinstance(data, dict) and rest.get("type") == "start" and "outputs" not in data:
+        data = {**data, "outputs": {"type": "object", "properties": {}}}
+        empty_starts.append(str(rest.get("id")))
+    position = node.get("position")
+    return {**rest, "meta": {"position": position if isinstance(position, dict) else {"x": 0, "y": 0}},
+            "data": data}
+
+
+def _is_kernel_edge(edge: Any) -> bool:
+    return isinstance(edge, dict) and "sourceNodeID" not in edge and isinstance(edge.get("source"), dict)
+
+
+def _normalise_edge(edge: Any, out_ports: dict[str, list[Any]], counts: dict[str, int]) -> Any:
+    if not _is_kernel_edge(edge):
+        return edge
+    counts["edges"] += 1
+    source = edge["source"]
+    target = edge.get("target") if isinstance(edge.get("target"), dict) else {}
+    new: dict[str, Any] = {"sourceNodeID": source.get("nodeId"), "targetNodeID": target.get("nodeId")}
+    port = source.get("portId")
+    ports = out_ports.get(source["nodeId"], []) if isinstance(source.get("nodeId"), str) else []
+    if port not in (None, "") and not (port in _KERNEL_DEFAULT_PORTS and len(ports) <= 1) and ports != [port]:
+        new["sourcePortID"] = port
+    target_port = target.get("portId")
+    if target_port not in (None, "") and target_port not in _KERNEL_DEFAULT_PORTS:
+        new["targetPortID"] = target_port
+    return new

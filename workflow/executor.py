@@ -14,14 +14,21 @@ register_node_executor("shout", shout)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .errors import WorkflowError
 from .outbound import OutboundURLError, Target, check_outbound_url, parse_outbound_url
 
+if TYPE_CHECKING:
+    from llm_client import LLMClient
 
-class NodeError(Exception):
+    from .values import TypedValue
+
+
+class NodeError(WorkflowError):
     """A node failed; the message is what the report shows (FlowGram's wording where it has one)."""
 
 
@@ -56,6 +63,17 @@ class RuntimeSettings:
     code_timeout: float = 10.0
     code_memory_bytes: int = 32 * 1024 * 1024
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, Any] | None = None) -> RuntimeSettings:
+        """The settings the web app reads too: ``FLOWBRIDGE_ALLOWED_HOSTS``, ``LLM_BASE_URL`` (or
+        ``OPENAI_BASE_URL``) and ``LLM_MODEL`` of ``environ`` (default: ``os.environ``).
+
+        :raises WorkflowConfigError: naming a variable whose value is bad.
+        """
+        from .environment import settings_from_env  # it imports this module
+
+        return settings_from_env(environ)
+
     def check_url(self, url: str) -> Target:
         """Where a request to ``url`` connects; :class:`NodeError` naming the problem unless it may.
 
@@ -84,8 +102,24 @@ class ExecutionContext(Protocol):
     inputs: dict[str, Any]
     settings: RuntimeSettings
 
+    @property
+    def workflow_inputs(self) -> dict[str, Any]:
+        """The task's inputs as the caller gave them (the start node's outputs); do not change them."""
+
     def parse_inputs(self, schema: dict[str, Any] | None, values: dict[str, Any] | None) -> dict[str, Any]:
         """Resolve a ``{name: flow value}`` mapping against a JSON schema, like node inputs."""
+
+    def resolve(self, flow_value: Any, declared: dict[str, Any] | None = None) -> TypedValue | None:
+        """Resolve one flow value (``constant``, ``ref``, ``template``...) in this node's scope, typed as
+        ``declared`` (a JSON schema) says; None when it resolves to nothing."""
+
+    def llm_client(self, api_host: str, api_key: str | None) -> LLMClient:
+        """The LLM client that sends to ``api_host`` with ``api_key``: the app's own client for the
+        configured server (it carries its own key), else a client kept for that host and key. Name the
+        model on each call (``model=``). Check the host first: this does not (:meth:`RuntimeSettings.check_url`).
+
+        :raises NodeError: when this task has no way to make LLM clients.
+        """
 
     def render_template(self, text: str) -> str:
         """Resolve ``{{node.key.path}}`` references in ``text`` (FlowGram template rules)."""
@@ -99,6 +133,56 @@ class ExecutionContext(Protocol):
 
 
 NodeExecutor = Callable[[ExecutionContext], Awaitable["NodeResult | dict[str, Any]"]]
+
+
+class BaseNodeExecutor:
+    """A node executor written as a class, as ``seeds/003_*`` (FAQ 3) writes custom nodes.
+
+    Override ``async execute(node, context)``; read the node's resolved inputs with
+    ``await self._get_node_inputs(node, context)``, hand back outputs by returning them or with
+    ``await self._set_node_outputs(node, outputs, context)``; register an instance:
+    ``register_node_executor("custom", CustomNodeExecutor())``. An instance is an executor like any
+    other (an async callable taking the :class:`ExecutionContext`, which is ``context`` here, and
+    ``context.node`` is ``node``), so one instance serves every node of its type, concurrently too:
+    keep per-run state in locals, not on ``self``.
+    """
+
+    async def execute(self, node: Any, context: ExecutionContext) -> dict[str, Any] | None:
+        """Run ``node``; return its outputs (or None after :meth:`_set_node_outputs`)."""
+        raise NotImplementedError(f"{type(self).__name__} must define async execute(self, node, context)")
+
+    async def _get_node_inputs(self, node: Any, context: ExecutionContext) -> dict[str, Any]:
+        """The node's inputs, resolved as FlowGram resolves them (a copy: change it freely)."""
+        return dict(context.inputs)
+
+    async def _set_node_outputs(self, node: Any, outputs: dict[str, Any], context: ExecutionContext) -> None:
+        """Make ``outputs`` the node's outputs, unless :meth:`execute` returns others."""
+        if not isinstance(outputs, dict):
+            raise NodeError(f"{type(self).__name__} set outputs that are not an object: {type(outputs).__name__}")
+        set_so_far = _set_outputs.get()
+        if set_so_far is None:
+            raise NodeError(f"{type(self).__name__} set outputs outside its execute")
+        set_so_far.append(dict(outputs))
+
+    async def __call__(self, context: ExecutionContext) -> NodeResult:
+        token = _set_outputs.set([])  # this run's (each node runs in its own context)
+        try:
+            returned = await self.execute(context.node, context)
+            if returned is None:
+                set_so_far = _set_outputs.get() or [{}]
+                return NodeResult(set_so_far[-1])
+        finally:
+            _set_outputs.reset(token)
+        if isinstance(returned, NodeResult):
+            return returned
+        if not isinstance(returned, dict):
+            raise NodeError(f"{type(self).__name__}.execute returned {type(returned).__name__}, "
+                            "not an object of outputs")
+        return NodeResult(dict(returned))
+
+
+#: The outputs a :class:`BaseNodeExecutor` set during the run in progress (in this task's context).
+_set_outputs: ContextVar[list[dict[str, Any]] | None] = ContextVar("workflow_set_node_outputs", default=None)
 
 _executors: dict[str, NodeExecutor] = {}
 

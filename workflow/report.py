@@ -137,7 +137,8 @@ class TaskState:
         self.messages[kind].append(entry)
 
     def new_snapshot(self, node_id: str, data: dict[str, Any]) -> dict[str, Any]:
-        snapshot = {"id": uuid.uuid4().hex, "nodeID": node_id, "inputs": {}, "outputs": {}, "data": data}
+        """A node's new snapshot; ``outputs`` is added when it succeeds (a failed one has none, as in FlowGram)."""
+        snapshot = {"id": uuid.uuid4().hex, "nodeID": node_id, "inputs": {}, "data": data}
         self.snapshots.append(snapshot)
         self._by_node.setdefault(node_id, []).append(snapshot)
         return snapshot

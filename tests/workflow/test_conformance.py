@@ -2,6 +2,7 @@
 
 The LLM node is replaced, through the public ``register_node_executor``, by
 FlowGram's mock: the same input checks, 10 ms, then a text naming the inputs.
+(``test_conformance_llm.py`` runs the same LLM cases through the real llm node.)
 HTTP cases run our real http executor against a local server that answers
 like FlowGram's mocked ``fetch``; the host in inputs and expectations is
 rewritten to that server's address.
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from workflow import NodeResult, RuntimeSettings, WorkflowRuntime, get_node_executor, register_node_executor
-from workflow.nodes.basic import llm_inputs
+from workflow.nodes.llm import llm_inputs
 from workflow.report import mask_secrets
 from workflow.store import MemoryTaskStore
 from workflow.values import js_number_text

@@ -211,7 +211,7 @@ def test_llm_node_refuses(template: str, words: str, canary: Canary, upstream: F
     api_host = spell(template, canary.port, upstream.port)
     status, errors = run_workflow(runtime, llm_node(api_host))
     _failed(status, errors, "Invalid API host")
-    assert words in errors or "not an http(s) URL" in errors, errors
+    assert words in errors or "Invalid API host protocol - ftp:" in errors, errors  # FlowGram's protocol check
     assert upstream.stats()["requests"] == 0
 
 

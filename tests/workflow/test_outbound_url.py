@@ -9,7 +9,7 @@ import pytest
 import requests
 from urllib3.util import parse_url
 
-from webapp.config import ConfigError, _hosts
+from webapp.config import ConfigError, load_config
 from workflow.executor import NodeError, RuntimeSettings
 from workflow.outbound import OutboundURLError, Target, check_outbound_url, parse_allowed_host, parse_outbound_url
 
@@ -149,7 +149,7 @@ def test_bad_allow_list_entries_are_start_up_errors(entry: str) -> None:
     with pytest.raises(OutboundURLError):
         parse_allowed_host(entry)
     with pytest.raises(ConfigError, match="FLOWBRIDGE_ALLOWED_HOSTS"):
-        _hosts(entry)
+        load_config(environ={"FLOWBRIDGE_ALLOWED_HOSTS": entry})
 
 
 def test_settings_allow_the_llm_server_and_fail_nodes_with_node_errors() -> None:

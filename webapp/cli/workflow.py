@@ -78,11 +78,10 @@ def _read_json(name: str) -> Any:
 
 def _runtime(config: dict[str, Any]) -> tuple[WorkflowRuntime, Any]:
     """A runtime with an in-memory store and the app's settings, and the function that closes it all."""
-    from llm_client import LLMClient, LLMSettings
+    from llm_client import LLMClient
     from ops import C, configure_services
     from workflow import Limits, MemoryTaskStore, RuntimeSettings, WorkflowRuntime
 
-    settings = LLMSettings.load(os.environ)  # after model_server(), which may have set LLM_BASE_URL
     clients: list[LLMClient] = []
 
     def provider() -> LLMClient:
@@ -94,8 +93,7 @@ def _runtime(config: dict[str, Any]) -> tuple[WorkflowRuntime, Any]:
                        cache=config["FLOWBRIDGE_OP_CACHE"], flows=config["FLOWBRIDGE_FLOWS"])
     runtime = WorkflowRuntime(
         MemoryTaskStore(),
-        RuntimeSettings(allowed_hosts=frozenset(config["FLOWBRIDGE_ALLOWED_HOSTS"]),
-                        llm_base_url=settings.base_url, llm_model=settings.model),
+        RuntimeSettings.from_env(),  # after model_server(), which may have set LLM_BASE_URL
         llm_provider=provider,
         limits=Limits(deadline=config["FLOWBRIDGE_TASK_DEADLINE"],
                       max_loop_iterations=config["FLOWBRIDGE_MAX_LOOP_ITERATIONS"]),

@@ -22,9 +22,7 @@ from typing import Any
 from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from workflow import TaskCapacityError, WorkflowInputError
-from workflow.executor import get_node_executor
-from workflow.validation import validate_task
+from workflow import TaskCapacityError, Validation, WorkflowInputError
 
 from ..errors import APIError
 from ..guards.jsonbody import MAX_DEPTH, JSONInputError, check_value
@@ -36,8 +34,6 @@ from .forms import Field, fields_from_schema, read_form
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples" / "workflows"
 #: Form fields of the page itself: a start node input of the same name could not be told apart.
 RESERVED_NAMES = frozenset({"action", "csrf_token", "workflow_schema", "workflow_file"})
-#: Node types the engine runs itself (no executor of their own).
-_ENGINE_TYPES = frozenset({"loop", "comment", "group"})
 ACTIONS = ("load", "validate", "run")
 
 
@@ -162,13 +158,13 @@ def _json_type(value: Any) -> str:
     return "a number"
 
 
-def validation_errors(schema: dict[str, Any], inputs: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """``(errors, warnings)``: FlowGram's validation of the task (as ``POST /api/task/validate``),
-    and node types no executor runs (the task would fail at once)."""
-    errors = validate_task(schema, inputs)
-    unknown = sorted({t for t in _node_types(schema) if t not in _ENGINE_TYPES and get_node_executor(t) is None})
-    warnings = [f"No executor found for node type {t}: running it will fail" for t in unknown]
-    return errors, warnings
+def validation_errors(schema: dict[str, Any], inputs: dict[str, Any]) -> Validation:
+    """FlowGram's validation of the task and our warnings (node types no executor runs...): the
+    runtime's one validation, as ``POST /api/task/validate`` answers it."""
+    try:
+        return get_workflow_runtime().validate(schema, inputs)
+    except WorkflowInputError as exc:  # a value no task could hold
+        return Validation([str(exc)], [])
 
 
 def _render(loaded: Loaded | None, *, status: int = 200, **context: Any) -> tuple[str, int]:
@@ -222,18 +218,18 @@ def workflows_action() -> Response | tuple[str, int]:
     # Show what was typed (a JSON array as the user wrote it), booleans as read.
     shown = {**values, **{f.name: request.form[f.name] for f in loaded.fields if f.name in request.form}}
     if action == "validate":
-        errors, warnings = validation_errors(loaded.schema, values)
+        checked = validation_errors(loaded.schema, values)
         return _render(loaded, values=shown, errors=field_errors, validated=True,
-                       validation=errors, warnings=warnings)
+                       validation=checked.errors, warnings=checked.warnings)
     if loaded.blocked:
         return _render(loaded, status=400, run_error=loaded.form_problem)
     if field_errors:
         return _render(loaded, status=400, values=shown, errors=field_errors,
                        run_error="Some inputs need fixing (see beside each field).")
-    errors, warnings = validation_errors(loaded.schema, values)
-    if errors or warnings:
-        return _render(loaded, status=400, values=shown, validated=True, validation=errors, warnings=warnings,
-                       run_error="The workflow did not pass validation, so it was not run.")
+    checked = validation_errors(loaded.schema, values)
+    if not checked.runnable:
+        return _render(loaded, status=400, values=shown, validated=True, validation=checked.errors,
+                       warnings=checked.warnings, run_error="The workflow did not pass validation, so it was not run.")
     try:
         task_id = get_workflow_runtime().run(loaded.schema, values)
     except TaskCapacityError as exc:

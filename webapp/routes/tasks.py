@@ -8,8 +8,6 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from workflow import TaskCapacityError, WorkflowInputError, WorkflowRuntime
-from workflow.application import check_request
-from workflow.validation import validate_task
 
 from ..errors import APIError, error_response
 from ..extensions import get_workflow_runtime
@@ -159,18 +157,14 @@ def cancel_task() -> Response:
 
 @bp.post("/api/task/validate")
 def validate() -> Response:
-    """``{"schema", "inputs"}`` → ``{"valid", "errors"}``: FlowGram's checks, no run."""
+    """``{"schema", "inputs"}`` → ``{"valid", "errors"?, "warnings"?}``: FlowGram's checks, no run
+    (:meth:`WorkflowRuntime.validate`, as ``TaskValidateAPI`` and the Workflows page)."""
     body = parse_body(TaskValidateRequest, _body())
     assert isinstance(body, TaskValidateRequest)
     try:  # a value no task could hold (too deep, a lone surrogate...) is a 400, as in /api/task/run
-        schema, inputs = check_request(body.workflow, body.inputs or {}, inputs_object=False)
+        return jsonify(_runtime().validate(body.workflow, body.inputs or {}).as_dict())
     except WorkflowInputError as exc:
         raise APIError(str(exc)) from None
-    errors = validate_task(schema, inputs)
-    result: dict[str, Any] = {"valid": not errors}
-    if errors:
-        result["errors"] = errors
-    return jsonify(result)
 
 
 @bp.get("/api/tasks")

@@ -1,4 +1,7 @@
-"""Executors of FlowGram's core nodes (start, end, llm, condition, blocks, break, continue) and ``op``."""
+"""Executors of FlowGram's core nodes (start, end, condition, blocks, break, continue) and ``op``; their registration.
+
+The llm, code and http nodes have modules of their own.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,11 @@ from typing import Any
 
 from ..conditions import choose_branch
 from ..executor import ExecutionContext, NodeError, NodeResult
-from ..outbound import Target
-
-LLM_REQUIRED = ("modelName", "apiKey", "apiHost", "prompt")
 
 
 async def execute_start(ctx: ExecutionContext) -> NodeResult:
     """Outputs are the workflow's raw inputs."""
-    return NodeResult(dict(ctx.run.state.inputs))  # type: ignore[attr-defined]
+    return NodeResult(dict(ctx.workflow_inputs))
 
 
 async def execute_end(ctx: ExecutionContext) -> NodeResult:
@@ -29,57 +29,8 @@ async def execute_noop(ctx: ExecutionContext) -> NodeResult:
 async def execute_condition(ctx: ExecutionContext) -> NodeResult:
     """First true condition wins (its key is the branch), else ``else``."""
     conditions = ctx.node.data.get("conditions") or []
-    branch = choose_branch(conditions, ctx.resolve)  # type: ignore[attr-defined]
+    branch = choose_branch(conditions, ctx.resolve)
     return NodeResult({}, branch=branch)
-
-
-def llm_inputs(ctx: ExecutionContext) -> dict[str, Any]:
-    """The llm node's inputs, with the configured server's host and model as defaults.
-
-    :raises NodeError: FlowGram's ``LLM node missing required inputs: "a", "b"``, or a bad host.
-    """
-    inputs = dict(ctx.inputs)
-    settings = ctx.settings
-    if not inputs.get("apiHost") and settings.llm_base_url:
-        inputs["apiHost"] = settings.llm_base_url
-    if not inputs.get("modelName") and settings.llm_model:
-        inputs["modelName"] = settings.llm_model
-    if not inputs.get("apiKey") and inputs.get("apiHost") == settings.llm_base_url:
-        inputs["apiKey"] = "configured"  # the app's own client carries its key
-    missing = [name for name in LLM_REQUIRED if inputs.get(name) in (None, "")]
-    if inputs.get("temperature") is None:
-        missing.append("temperature")
-    if missing:
-        raise NodeError("LLM node missing required inputs: " + ", ".join(f'"{name}"' for name in missing))
-    if not str(inputs["apiHost"]).startswith(("http://", "https://")):
-        raise NodeError("Invalid API host: it is not an http(s) URL")  # never echoed: it may hold a key
-    return inputs
-
-
-def _checked_api_host(ctx: ExecutionContext, url: str) -> Target:
-    """Where the llm node's requests (and its ``apiKey``) go; :class:`NodeError` unless allowed."""
-    try:
-        return ctx.settings.check_url(url)
-    except NodeError as exc:
-        raise NodeError(f"Invalid API host: {exc}") from None
-
-
-async def execute_llm(ctx: ExecutionContext) -> NodeResult:
-    """Chat through the app's LLM client (or a client for the node's own host, if allowed)."""
-    inputs = llm_inputs(ctx)
-    target = _checked_api_host(ctx, str(inputs["apiHost"]))
-    messages = []
-    if inputs.get("systemPrompt"):
-        messages.append({"role": "system", "content": str(inputs["systemPrompt"])})
-    messages.append({"role": "user", "content": str(inputs["prompt"])})
-    client = ctx.runtime.llm_client_for(inputs)  # type: ignore[attr-defined]
-    # the URL the client will really POST to (its own spelling of the base URL): the checked host, or nothing
-    if _checked_api_host(ctx, f"{client.base_url}/chat/completions").origin != target.origin:
-        raise NodeError("Invalid API host: the LLM client would send to another host than the one checked")
-    temperature = float(inputs["temperature"])
-    result = await client.chat_completion_async(messages, temperature=min(max(temperature, 0.0), 2.0),
-                                                max_tokens=int(inputs.get("maxTokens") or 512))
-    return NodeResult({"result": result.text})
 
 
 async def execute_op(ctx: ExecutionContext) -> NodeResult:
@@ -115,6 +66,7 @@ def register_builtin_executors() -> None:
     from ..executor import register_node_executor
     from .code import execute_code
     from .http import execute_http
+    from .llm import execute_llm
 
     for node_type, executor in {
         "start": execute_start,
