@@ -15,6 +15,7 @@ from typing import Any
 
 from .document import TERMINAL_TYPES, WorkflowDocument, WorkflowNode
 from .executor import NodeError, NodeResult, RuntimeSettings, get_node_executor
+from .javascript import ArrayItemsTypeError, js_object_keys, js_truthy, same_items_type
 from .report import TaskState, storable_text
 from .storable import UnstorableValue, check_storable
 from .values import TypedValue, infer_typed, output_defaults, parse_inputs, render_template, resolve_flow_value
@@ -82,8 +83,14 @@ class NodeContext:
         self.settings = run.settings
 
     @property
-    def runtime(self) -> Any:
-        return self.run.runtime
+    def workflow_inputs(self) -> dict[str, Any]:
+        return self.run.state.inputs
+
+    def llm_client(self, api_host: str, api_key: str | None) -> Any:
+        """The runtime's client for ``api_host`` and ``api_key`` (:meth:`WorkflowRuntime.llm_client`)."""
+        if self.run.runtime is None:
+            raise NodeError("the llm node needs a WorkflowRuntime for its LLM client; this task runs without one")
+        return self.run.runtime.llm_client(api_host, api_key)
 
     def lookup(self, node_id: str, key: str) -> TypedValue | None:
         return self.run.lookup(self.scope, node_id, key)
@@ -345,7 +352,7 @@ class TaskRun:
             raise NodeError("Loop block start node not found")
         loop_outputs: dict[str, Any] = node.data.get("loopOutputs") or {}
         collected: dict[str, list[Any]] = {name: [] for name in loop_outputs}
-        collected_types: dict[str, str] = {}
+        collected_types: dict[str, list[str]] = {name: [] for name in loop_outputs}
         if len(entries) > self.limits.max_loop_iterations:
             raise NodeError(
                 f'Loop "{node.id}" would run {len(entries)} iterations; the limit is {self.limits.max_loop_iterations}'
@@ -374,10 +381,13 @@ class TaskRun:
                 value = resolve_flow_value(ref, None, lambda n, k: self.lookup(sub, n, k))
                 if value is None:
                     continue
-                expected = collected_types.setdefault(name, value.type)
-                if value.type != expected:  # FlowGram's getArrayItemsType: strict, integer is not number
-                    raise NodeError(f"Array items type must be same, expect {expected}, but got {value.type}")
+                collected_types[name].append(value.type)
                 collected[name].append(value.value)
+        for types in collected_types.values():  # checked once every iteration ran, as FlowGram does
+            try:
+                same_items_type(types)
+            except ArrayItemsTypeError as exc:
+                raise NodeError(str(exc)) from None
         return NodeResult(collected)
 
 
@@ -389,7 +399,7 @@ def _loop_entries(context: NodeContext) -> list[tuple[str | None, TypedValue]]:
     """
     loop_for = context.node.data.get("loopFor")
     typed = context.resolve(loop_for) if isinstance(loop_for, dict) else None
-    if typed is None or not _js_truthy(typed.value):
+    if typed is None or not js_truthy(typed.value):
         raise NodeError('Loop "loopFor" is required')
     if typed.type == "array":
         if not isinstance(typed.value, list):
@@ -399,19 +409,7 @@ def _loop_entries(context: NodeContext) -> list[tuple[str | None, TypedValue]]:
         return [(None, TypedValue(item, typed.items_type, infer_typed(item).items_type)) for item in typed.value]
     if typed.type != "object" or not isinstance(typed.value, dict):
         raise NodeError('Loop "loopFor" must be an array or object')
-    entries = []
-    for key, item in typed.value.items():
-        inferred = infer_typed(item)
-        if item is None:
-            raise NodeError('Loop "loopFor" contains unsupported object item')
-        entries.append((key, inferred))
-    return entries
-
-
-def _js_truthy(value: Any) -> bool:
-    """JavaScript's ``!!value`` for JSON values: ``[]`` and ``{}`` are true, ``""``, ``0`` and ``false`` are not."""
-    return value is not None and value is not False and value != "" and not (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0)
+    return [(key, infer_typed(typed.value[key])) for key in js_object_keys(typed.value)]
 
 
 def _check_result(node: WorkflowNode, result: NodeResult) -> None:

@@ -84,6 +84,11 @@ def test_a_falsy_loop_for_is_missing_as_javascript_sees_it(runtime: WorkflowRunt
     assert loop_errors(record) == ['Loop "loopFor" is required']
 
 
-def test_an_object_with_a_null_value_is_an_unsupported_item(runtime: WorkflowRuntime) -> None:
+def test_an_object_loop_reads_its_entries_in_javascript_key_order(runtime: WorkflowRuntime) -> None:
+    record = finish(runtime, loop_schema({"type": "object"}, ["loop_0_locals", "key"]), {"items": {"b": 1, "2": 2, "a": 3, "1": 4}})
+    assert record.status == "succeeded" and record.report["outputs"] == {"results": ["1", "2", "b", "a"]}
+
+
+def test_a_null_value_in_an_object_is_an_item_of_type_null(runtime: WorkflowRuntime) -> None:
     record = finish(runtime, loop_schema({"type": "object"}), {"items": {"a": "x", "b": None}})
-    assert loop_errors(record) == ['Loop "loopFor" contains unsupported object item']
+    assert loop_errors(record) == ["Array items type must be same, expect string, but got null"]
