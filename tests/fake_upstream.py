@@ -79,6 +79,26 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def flowgram_mock_reply(payload: dict[str, Any]) -> str:
+    """What FlowGram's test mock of the llm node answers, from a chat request's ``model``, ``temperature``
+    (printed as JavaScript prints a number) and its system and user messages (``undefined`` when absent)::
+
+        Hi, I am an AI model, my name is m1, temperature is 0.5, system prompt is "S", prompt is "P"
+    """
+    from workflow.javascript import js_number_text
+
+    messages = payload.get("messages") or []
+
+    def text(role: str) -> str:
+        found = [_text_of(m.get("content")) for m in messages if m.get("role") == role]
+        return found[-1] if found else "undefined"
+
+    temperature = payload.get("temperature")
+    shown = js_number_text(temperature) if isinstance(temperature, (int, float)) else "undefined"
+    return (f"Hi, I am an AI model, my name is {payload.get('model', 'undefined')}, temperature is {shown}, "
+            f'system prompt is "{text("system")}", prompt is "{text("user")}"')
+
+
 @functools.lru_cache(maxsize=4096)
 def embedding_for(text: str, dim: int) -> tuple[float, ...]:
     """A deterministic unit vector of ``dim`` floats derived from a hash of ``text``."""
@@ -89,10 +109,16 @@ def embedding_for(text: str, dim: int) -> tuple[float, ...]:
 
 
 class FakeUpstream:
-    """A threaded fake OpenAI server; ``start()`` it or use it as a context manager."""
+    """A threaded fake OpenAI server; ``start()`` it or use it as a context manager.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    :param replier: makes each chat answer's text from the request body (e.g. :func:`flowgram_mock_reply`);
+        default: the ``reply`` setting, else ``echo: <last user message>``.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
+                 replier: Callable[[dict[str, Any]], str] | None = None) -> None:
         self.host = host
+        self.replier = replier
         self._requested_port = port
         self._lock = threading.Lock()
         self._config = _Config()
@@ -442,7 +468,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)):
             self._send_json(400, _error("'messages' must be a non-empty list of objects with a 'role'"))
             return
-        if cfg.reply is not None:
+        if self.server.upstream.replier is not None:
+            text = self.server.upstream.replier(payload)
+        elif cfg.reply is not None:
             text = cfg.reply
         else:
             users = [m for m in messages if m["role"] == "user"]
@@ -537,12 +565,14 @@ def main(argv: list[str] | None = None) -> int:
     for field in dataclasses.fields(_Config):  # --delay, --reply, --stream-chunk-delay, --model, ...
         parser.add_argument("--" + field.name.replace("_", "-"), default=field.default,
                             type=str if field.name in ("reply", "model") else type(field.default))
+    parser.add_argument("--flowgram-mock", action="store_true",
+                        help="answer chats as FlowGram's llm test mock does (see flowgram_mock_reply)")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    upstream = FakeUpstream(args.host, args.port)
+    upstream = FakeUpstream(args.host, args.port, replier=flowgram_mock_reply if args.flowgram_mock else None)
     upstream.configure(**{f.name: getattr(args, f.name) for f in dataclasses.fields(_Config)})
     with upstream:
         print(f"READY {upstream.base_url}", flush=True)
