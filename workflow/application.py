@@ -23,6 +23,7 @@ from .engine import Limits, TaskCanceled, TaskDeadline, TaskRun
 from .errors import WorkflowError
 from .executor import RuntimeSettings
 from .llm_clients import LLMClients
+from .progress import ProgressSaver
 from .report import TaskState
 from .request import (
     Validation,
@@ -254,7 +255,7 @@ class WorkflowRuntime:
         return [f"No executor found for node type {t}" for t in unknown_node_types(schema)]
 
     def _saver(self, task_id: str) -> Callable[[TaskRun], None]:
-        return _ProgressSaver(self.store, task_id)
+        return ProgressSaver(self.store, task_id)
 
     async def _process(self, task_id: str, run: TaskRun) -> dict[str, Any]:
         try:
@@ -343,55 +344,10 @@ class WorkflowRuntime:
         return await asyncio.to_thread(self.wait, task_id, timeout)
 
 
-class _ProgressSaver:
-    """Saves a running task's report to the store at most every ``interval`` seconds.
-
-    Exporting a report costs time in its size, and a node changes status twice, so
-    saving on every change would make long chains quadratic. Changes in between
-    are saved by a timer; terminal statuses are saved at once.
-    """
-
-    def __init__(self, store: TaskStore, task_id: str, interval: float = 0.1) -> None:
-        self.store = store
-        self.task_id = task_id
-        self.interval = interval
-        self.last = 0.0
-        self.timer: asyncio.TimerHandle | None = None  # the scheduled save of changes in between
-
-    def __call__(self, run: TaskRun) -> None:
-        now = time.monotonic()
-        if run.state.workflow.terminated or now - self.last >= self.interval:
-            self.flush(run)
-        elif self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(self.interval - (now - self.last), self.flush, run)
-
-    def flush(self, run: TaskRun) -> None:
-        if self.timer is not None:  # this save covers it: no second save (after the end, of the whole outputs)
-            self.timer.cancel()
-            self.timer = None
-        self.last = time.monotonic()
-        state = run.state
-        mark = state.progress_mark()
-        rest, parts = state.export_progress()  # each snapshot is written once: the cost stays flat
-        try:
-            self.store.save_progress(self.task_id, state.workflow.status, rest, parts=parts,
-                                     outputs=state.outputs if state.workflow.terminated else None)
-        except Exception:
-            state.rewind_progress(mark)  # the next save writes these parts again
-            raise
-
-
 def _fail_run(run: TaskRun, message: str) -> dict[str, Any]:
     """End ``run`` failed with ``message`` (unless it already ended); returns its outputs ({})."""
-    state = run.state
-    if not state.workflow.terminated:
-        state.add_message("error", message)
-        for status in state.nodes.values():
-            if status.status == "processing":
-                status.set("failed")
-        state.outputs = {}
-        state.workflow.set("failed")
-    return state.outputs if state.workflow.status == "succeeded" else {}
+    run.fail(message)
+    return run.state.outputs if run.state.workflow.status == "succeeded" else {}
 
 
 async def _fail_all(runs: list[TaskRun], message: str) -> None:
@@ -406,12 +362,7 @@ async def _fail_all(runs: list[TaskRun], message: str) -> None:
             pass
         if state.workflow.terminated:
             continue
-        state.add_message("error", message)
-        for status in state.nodes.values():
-            if status.status == "processing":
-                status.set("failed")
-        state.outputs = {}
-        state.workflow.set("failed")
+        run.fail(message)
         run.cancelled = True  # unwinds at the next node or loop iteration; the status stays failed
         run.changed()  # a terminal status is saved at once
 

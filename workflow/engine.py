@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .document import TERMINAL_TYPES, WorkflowDocument, WorkflowNode
@@ -18,7 +18,8 @@ from .executor import NodeError, NodeResult, RuntimeSettings, get_node_executor
 from .javascript import ArrayItemsTypeError, js_object_keys, js_truthy, same_items_type
 from .report import TaskState, storable_text
 from .storable import UnstorableValue, check_storable
-from .values import TypedValue, infer_typed, output_defaults, parse_inputs, render_template, resolve_flow_value
+from .scope import NodeContext, Scope, VariableStore
+from .values import TypedValue, infer_typed, output_defaults, resolve_flow_value
 
 LOCALS_SUFFIX = "_locals"
 
@@ -39,77 +40,6 @@ class Limits:
     deadline: float | None = 600.0
     #: iterations one loop node may run
     max_loop_iterations: int = 10_000
-
-
-class VariableStore:
-    """Node outputs as typed variables; a loop iteration gets a child that falls back to its parent."""
-
-    def __init__(self, parent: VariableStore | None = None) -> None:
-        self.parent = parent
-        self.values: dict[str, dict[str, TypedValue]] = {}
-
-    def set(self, node_id: str, key: str, value: TypedValue) -> None:
-        self.values.setdefault(node_id, {})[key] = value
-
-    def get(self, node_id: str, key: str) -> TypedValue | None:
-        scope = self
-        while scope is not None:
-            found = scope.values.get(node_id, {}).get(key)
-            if found is not None:
-                return found
-            scope = scope.parent
-        return None
-
-
-@dataclass
-class Scope:
-    """Where a (sub-)workflow runs: the whole task, or one loop iteration."""
-
-    store: VariableStore
-    executed: set[str] = field(default_factory=set)
-    #: nodes that started in this scope: a join starts once, however many predecessors reach it
-    started: set[str] = field(default_factory=set)
-    flags: set[str] = field(default_factory=set)  # "loop-break", "loop-continue"
-
-
-class NodeContext:
-    """The :class:`~workflow.executor.ExecutionContext` given to executors."""
-
-    def __init__(self, run: TaskRun, scope: Scope, node: WorkflowNode, inputs: dict[str, Any]) -> None:
-        self.run = run
-        self.scope = scope
-        self.node = node
-        self.inputs = inputs
-        self.settings = run.settings
-
-    @property
-    def workflow_inputs(self) -> dict[str, Any]:
-        return self.run.state.inputs
-
-    def llm_client(self, api_host: str, api_key: str | None) -> Any:
-        """The runtime's client for ``api_host`` and ``api_key`` (:meth:`WorkflowRuntime.llm_client`)."""
-        if self.run.runtime is None:
-            raise NodeError("the llm node needs a WorkflowRuntime for its LLM client; this task runs without one")
-        return self.run.runtime.llm_client(api_host, api_key)
-
-    def lookup(self, node_id: str, key: str) -> TypedValue | None:
-        return self.run.lookup(self.scope, node_id, key)
-
-    def parse_inputs(self, schema: dict[str, Any] | None, values: dict[str, Any] | None) -> dict[str, Any]:
-        return parse_inputs(schema, values, self.lookup, self.warn)
-
-    def render_template(self, text: str) -> str:
-        return render_template(text, self.lookup)
-
-    def resolve(self, flow_value: dict[str, Any], declared: dict[str, Any] | None = None) -> TypedValue | None:
-        return resolve_flow_value(flow_value, declared, self.lookup)
-
-    def warn(self, message: str) -> None:
-        self.run.state.add_message("warning", f'node "{self.node.id}": {message}', self.node.id)
-
-    @property
-    def cancelled(self) -> bool:
-        return self.run.cancelled
 
 
 class TaskRun:
@@ -180,6 +110,20 @@ class TaskRun:
                 status.set("canceled")
         self.changed()
 
+    def fail(self, message: str | None) -> None:
+        """End the workflow failed (unless it already ended): ``message`` (if any) in ``messages.error``,
+        every processing node failed, outputs ``{}``. The caller saves (:meth:`changed`)."""
+        state = self.state
+        if state.workflow.terminated:
+            return
+        if message is not None:
+            state.add_message("error", message)
+        for status in state.nodes.values():
+            if status.status == "processing":
+                status.set("failed")
+        state.outputs = {}
+        state.workflow.set("failed")
+
     # -- running ----------------------------------------------------------------------------
 
     async def process(self) -> dict[str, Any]:
@@ -201,15 +145,10 @@ class TaskRun:
         except Exception as exc:
             if self.cancelled:
                 return {}
-            if isinstance(exc, TaskDeadline):
-                state.add_message("error", str(exc))
-                for status in state.nodes.values():
-                    if status.status == "processing":
-                        status.set("failed")
-            elif not state.messages["error"]:  # raised outside a node's own recording
-                state.add_message("error", str(exc) or type(exc).__name__)
-            state.outputs = {}
-            state.workflow.set("failed")
+            if isinstance(exc, TaskDeadline) or not state.messages["error"]:  # not recorded by a node
+                self.fail(str(exc) or type(exc).__name__)
+            else:
+                self.fail(None)
             self.changed()
             return {}
         if self.cancelled:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.workflow.builders import edge, node, obj, ref
 from workflow import Limits, NodeResult, RuntimeSettings, WorkflowRuntime, register_node_executor
-from workflow.application import _ProgressSaver
+from workflow.progress import ProgressSaver
 from workflow.store import MemoryTaskStore, SQLiteTaskStore, TaskStore
 
 
@@ -62,7 +62,7 @@ class EverySaveRuntime(WorkflowRuntime):
     """Saves progress at every status change (no time-based coalescing), so the counts are deterministic."""
 
     def _saver(self, task_id: str) -> Any:
-        return _ProgressSaver(self.store, task_id, interval=0)
+        return ProgressSaver(self.store, task_id, interval=0)
 
 
 def _make_store(kind: str, path: Path) -> TaskStore:
