@@ -21,6 +21,8 @@ from .compose import ParallelOp, SequentialOp
 from .context import BaseContext, FlowContext, FlowResponse
 from .expression import FlowExpression, FlowExpressionError, parse_flow_expression
 from .flows import Flow, FlowConfigError, load_flows
+from .mcp_client import McpServerError, configure_mcp_servers
+from .mcp_tool_op import BaseMcpOp, McpToolOp
 from .schema import ChunkEnum, ContentBlock, FlowStreamChunk, Message, Role, Trajectory
 from .services import C, ServiceContext
 from .tool_call import ToolAttr, ToolCall
@@ -32,6 +34,7 @@ __all__ = [
     "BaseAsyncOp",
     "BaseAsyncToolOp",
     "BaseContext",
+    "BaseMcpOp",
     "BaseOp",
     "C",
     "CacheHandler",
@@ -45,6 +48,8 @@ __all__ = [
     "FlowLLMApp",
     "FlowResponse",
     "FlowStreamChunk",
+    "McpServerError",
+    "McpToolOp",
     "Message",
     "OpApp",
     "ParallelOp",
@@ -54,6 +59,7 @@ __all__ = [
     "ToolAttr",
     "ToolCall",
     "Trajectory",
+    "configure_mcp_servers",
     "configure_services",
     "extract_content",
     "format_messages",

@@ -82,6 +82,10 @@ class ToolCall(BaseModel):
     description: str = ""
     input_schema: dict[str, ToolAttr] = Field(default_factory=dict)
     output_schema: dict[str, ToolAttr] = Field(default_factory=dict)
+    #: why a call the model made cannot be run, ``""`` for a good one: arguments that are not a
+    #: JSON object, a tool that was not offered, inputs missing or of the wrong type (set by
+    #: ``self.llm``'s chat methods, see :mod:`ops.llm`; an agent answers such a call with the problem)
+    problem: str = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -157,6 +161,19 @@ class ToolCall(BaseModel):
         if not isinstance(value, dict):
             raise ValueError(f"arguments of tool {self.name!r} must be a JSON object, got {type(value).__name__}")
         return value
+
+    @classmethod
+    def from_mcp_tool(cls, tool: Any) -> ToolCall:
+        """An MCP ``Tool`` (the ``mcp`` SDK's) as a ``ToolCall`` (see :func:`ops.mcp_client.tool_call_from_mcp`)."""
+        from .mcp_client import tool_call_from_mcp
+
+        return tool_call_from_mcp(tool)
+
+    def to_mcp_tool(self) -> Any:
+        """This tool as an MCP ``Tool``: name, description and the input JSON schema."""
+        from .mcp_server import to_mcp_tool
+
+        return to_mcp_tool(self)
 
     def check_argument(self) -> bool:
         """True when :attr:`argument_dict` can be read."""

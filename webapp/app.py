@@ -63,6 +63,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(functions_bp)
     app.register_blueprint(tasks_bp)
     app.register_blueprint(pages_bp)
+    from .routes import mcp
+
+    mcp.init_app(app)  # /mcp: the tool ops over MCP's streamable HTTP (behind the API keys, as /api)
     register_error_handlers(app)
     observability.init_app(app)
     origin.init_app(app)  # Host and cross-site checks, before authentication

@@ -9,6 +9,7 @@ settings of the environment (``LLM_*``, ``FLOWBRIDGE_*``), and no server:
 * ``run-op NAME key=value ...`` runs a registered op or a flow of ``FLOWBRIDGE_FLOWS``;
 * ``run-workflow schema.json --inputs '{...}'`` runs a FlowGram workflow, showing node statuses;
 * ``batch prompts.txt --out results.jsonl`` answers one prompt per line, resumably.
+* ``mcp`` serves the tool ops and flows as an MCP server on stdin/stdout.
 
 Every command has ``--help``. Errors are one line on stderr and a non-zero
 exit status: 2 for bad usage, 1 for anything else, 130 after Ctrl-C.
@@ -39,6 +40,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from .batch import add_batch_parser
     from .chat import add_chat_parser
+    from .mcp import add_mcp_parser
     from .ops import add_run_op_parser
     from .workflow import add_run_workflow_parser
 
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_op_parser(commands)
     add_run_workflow_parser(commands)
     add_batch_parser(commands)
+    add_mcp_parser(commands)
     return parser
 
 

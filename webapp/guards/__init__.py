@@ -5,6 +5,7 @@
 - :mod:`.jsonbody`: every JSON body is parsed there (too deep, broken or lone-surrogate JSON: 400);
 - :mod:`.deadlines`: request deadlines, capacity and the wait queue in front of it;
 - :mod:`.observability` (with :mod:`.metrics` and :mod:`.gunicorn_log`): request IDs, logs, Prometheus.
+- :mod:`.outbound`: the MCP servers ops may call, their URLs on the outbound allow-list.
 
 Nothing here imports ``webapp.routes`` or ``webapp.pages``: they import us.
 """
