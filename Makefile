@@ -9,8 +9,15 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 run: $(VENV)/.installed
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: $(VENV)/.installed
+# FlowGram's engine under Node, for tests/workflow/test_differential.py (which skips without node and npm).
+NODE_HARNESS := tests/flowgram_node
+NODE_MODULES := $(if $(shell command -v npm 2>/dev/null),$(NODE_HARNESS)/node_modules/.package-lock.json)
+
+test: $(VENV)/.installed $(NODE_MODULES)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+$(NODE_HARNESS)/node_modules/.package-lock.json: $(NODE_HARNESS)/package.json $(NODE_HARNESS)/package-lock.json
+	cd $(NODE_HARNESS) && npm ci --no-audit --no-fund --loglevel=error
 
 # The benches' own dependencies (the `bench` extra) are installed here, not by `make install`.
 bench: $(VENV)/.installed
@@ -21,6 +28,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/stream.py
 	$(PY) bench/capacity.py
 	$(PY) bench/loops.py
+	$(PY) bench/engines.py
 
 install: $(VENV)/.installed
 
