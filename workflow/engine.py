@@ -226,6 +226,8 @@ class TaskRun:
                 raise TaskCanceled() from exc
             message = storable_text(str(exc) or type(exc).__name__)
             snapshot["error"] = message
+            if isinstance(exc, NodeError) and exc.snapshot_inputs is not None:
+                snapshot["inputs"] = exc.snapshot_inputs
             self.state.add_message("error", message, node.id)
             status.set("failed")
             self.changed()

@@ -29,7 +29,13 @@ if TYPE_CHECKING:
 
 
 class NodeError(WorkflowError):
-    """A node failed; the message is what the report shows (FlowGram's wording where it has one)."""
+    """A node failed; the message is what the report shows (FlowGram's wording where it has one).
+
+    ``snapshot_inputs``, when set, is what the failed node's snapshot shows as its inputs (the http
+    node's parsed request, as FlowGram records it before sending).
+    """
+
+    snapshot_inputs: dict[str, Any] | None = None
 
 
 @dataclass

@@ -405,3 +405,29 @@ def test_redirects_are_followed_and_checked(server: Any, base: str) -> None:
 def test_flowgram_setup_errors(data: dict[str, Any], message: str) -> None:
     with pytest.raises(NodeError, match=f"^{re.escape(message)}$"):
         run(FakeContext(data, {"h"}))
+
+
+def test_a_failed_http_node_shows_its_parsed_request_in_its_snapshot(server: Any, base: str) -> None:
+    """FlowGram records the http snapshot's inputs before sending: a node failing after that still shows them
+    (found by tests/workflow/test_differential.py against runtime-js 1.0.9)."""
+    data = {"title": "HTTP", "api": {"method": "GET", "url": {"type": "template", "content": f"{base}/fails"}},
+            "headers": {"type": "object", "properties": {"X-Name": {"type": "string"}}},
+            "headersValues": {"X-Name": {"type": "constant", "content": "\u0394"}},
+            "body": {"bodyType": "none"}, "timeout": {"timeout": 5000, "retryTimes": 0},
+            "outputs": {"type": "object", "properties": {"statusCode": {"type": "integer"}}}}
+    start = {"id": "start_0", "type": "start", "meta": {}, "data": {"outputs": {"type": "object", "properties": {}}}}
+    end = {"id": "end_0", "type": "end", "meta": {}, "data": {"inputs": {"type": "object", "properties": {}}}}
+    schema = {"nodes": [start, {"id": "http_0", "type": "http", "meta": {}, "data": data}, end],
+              "edges": [{"sourceNodeID": "start_0", "targetNodeID": "http_0"},
+                        {"sourceNodeID": "http_0", "targetNodeID": "end_0"}]}
+    runtime = WorkflowRuntime(MemoryTaskStore(), RuntimeSettings(allowed_hosts=frozenset(allowed(base))))
+    try:
+        record = runtime.wait(runtime.run(json.dumps(schema), {}), 60)
+    finally:
+        runtime.shutdown()
+    assert record is not None and record.status == "failed" and record.report is not None
+    (snapshot,) = record.report["reports"]["http_0"]["snapshots"]
+    assert "ByteString" in snapshot["error"] and "outputs" not in snapshot
+    assert snapshot["inputs"] == {"method": "GET", "url": f"{base}/fails", "headers": {"X-Name": "\u0394"}, "params": {},
+                                  "bodyType": "none", "body": "", "retryTimes": 0, "timeout": 5000}
+    assert server.requests == []

@@ -320,6 +320,14 @@ async def execute_http(ctx: ExecutionContext) -> NodeResult:
         is sent); or the last failure once every attempt failed.
     """
     request = _parse(ctx)
+    try:
+        return await _perform(ctx, request)
+    except NodeError as exc:
+        exc.snapshot_inputs = request.snapshot()  # FlowGram shows the parsed request of a failed node too
+        raise
+
+
+async def _perform(ctx: ExecutionContext, request: _Request) -> NodeResult:
     ctx.settings.check_url(request.url)
     headers = _fetch_headers(request.headers)
     last = ""
