@@ -9,9 +9,10 @@
 """
 
 from ._bridge import PoolStats
-from ._client import ChatCompletion, LLMClient
+from ._client import LLMClient
+from ._completion import ChatCompletion
 from ._settings import LLMSettings
-from ._streaming import ChatStream
+from ._streaming import ChatStream, StreamDelta
 from .events import (
     EventStream,
     FlowbridgeAPIError,
@@ -48,6 +49,7 @@ __all__ = [
     "LLMStatusError",
     "LLMTimeoutError",
     "PoolStats",
+    "StreamDelta",
     "StreamError",
     "StreamEvent",
     "iter_events",

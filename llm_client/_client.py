@@ -6,7 +6,6 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -15,25 +14,16 @@ from async_utils.config import AsyncConfig
 
 from ._bridge import AsyncBridge, PoolStats
 from ._cache import ResponseCache, cache_key, make_response_cache
+from ._completion import ChatCompletion, cacheable, from_cache, parse_completion
 from ._http import Transport
+from ._request import Message, chat_body, prompt_messages
 from ._settings import LLMSettings
-from ._streaming import ChatStream, first_choice
+from ._streaming import ChatStream, StreamDelta
 from .exceptions import LLMConfigError, LLMResponseError
 
-Message = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class ChatCompletion:
-    """The parts of a chat completion callers use."""
-
-    text: str
-    model: str
-    finish_reason: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)
-    #: With ``LLM_CACHE`` on and temperature 0: ``"miss"`` (this call reached the upstream),
-    #: ``"hit"`` (a stored answer) or ``"coalesced"`` (an identical call in flight answered it); else None.
-    cache: str | None = field(default=None, compare=False)
+#: A tool definition ``{"type": "function", "function": {"name", "description", "parameters"}}``.
+Tool = Mapping[str, Any]
+ToolChoice = str | Mapping[str, Any]
 
 
 class LLMClient:
@@ -55,7 +45,8 @@ class LLMClient:
     :param queue_size: calls that may wait for a thread (default ``LLM_ASYNC_QUEUE_SIZE``, 100).
     :param async_timeout: seconds an ``*_async`` call may take (default ``LLM_ASYNC_TIMEOUT``, 30).
     :param cache: the response cache of temperature-0 chat completions (default ``LLM_CACHE``,
-        off): ``"memory"``, ``"sqlite"`` or ``"sqlite:/path/cache.db"``.
+        off): ``"memory"``, ``"sqlite"``, ``"sqlite:/path/cache.db"`` or ``"redis://host:6379/0"``
+        (shared by every machine using that Redis; see ``llm_client._cache_redis``).
     :param env: the environment to read instead of ``os.environ``.
     :raises LLMConfigError: naming the argument or variable that has a bad value.
     """
@@ -145,34 +136,47 @@ class LLMClient:
         return f"LLMClient(base_url={self.base_url!r}, model={self.model!r}, api_key={key})"
 
     # -- sync API ---------------------------------------------------------------------
+    #
+    # Every chat method takes ``model`` (default: :attr:`model`) and ``response_format``
+    # (``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"name", "schema"}}``);
+    # ``chat_completion`` and ``chat_stream`` (and their async twins) also take ``tools``
+    # (OpenAI tool definitions), ``tool_choice`` (``"auto"``, ``"none"``, ``"required"`` or
+    # ``{"type": "function", "function": {"name": ...}}``) and ``extra_body`` (other request
+    # fields, e.g. ``{"top_p": 0.9}``). ``temperature``/``max_tokens`` None leave them to the server.
+    # Bad arguments raise ``ValueError`` before anything is sent.
 
     def chat(
         self,
         prompt: str,
-        temperature: float = 0.0,
-        max_tokens: int = 256,
+        temperature: float | None = 0.0,
+        max_tokens: int | None = 256,
         system_prompt: str | None = None,
         *,
         model: str | None = None,
+        response_format: Mapping[str, Any] | None = None,
     ) -> str:
-        """Send one user prompt (and an optional system prompt); return the answer text.
-
-        ``model`` names the model for this call (every chat method takes it); default: :attr:`model`.
-        """
-        return self.chat_completion(_messages(prompt, system_prompt), temperature, max_tokens, model=model).text
+        """Send one user prompt (and an optional system prompt); return the answer text."""
+        messages = prompt_messages(prompt, system_prompt)
+        return self.chat_completion(messages, temperature, max_tokens, model=model,
+                                    response_format=response_format).text
 
     def chat_with_context(
-        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256,
-        *, model: str | None = None,
+        self, messages: Sequence[Message], temperature: float | None = 0.7, max_tokens: int | None = 256,
+        *, model: str | None = None, response_format: Mapping[str, Any] | None = None,
     ) -> str:
         """Send a whole conversation (``[{"role": ..., "content": ...}, ...]``); return the answer."""
-        return self.chat_completion(messages, temperature, max_tokens, model=model).text
+        return self.chat_completion(messages, temperature, max_tokens, model=model,
+                                    response_format=response_format).text
 
     def chat_completion(
-        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256,
-        *, model: str | None = None,
+        self, messages: Sequence[Message], temperature: float | None = 0.7, max_tokens: int | None = 256,
+        *, model: str | None = None, tools: Sequence[Tool] | None = None, tool_choice: ToolChoice | None = None,
+        response_format: Mapping[str, Any] | None = None, extra_body: Mapping[str, Any] | None = None,
     ) -> ChatCompletion:
-        """Like :meth:`chat_with_context`, also returning the model name and token usage.
+        """Like :meth:`chat_with_context`, also returning the model name, token usage and the
+        model's tool calls (:attr:`ChatCompletion.tool_calls`; :attr:`ChatCompletion.message` is
+        the assistant message to send back, followed by one ``{"role": "tool", "tool_call_id": ...,
+        "content": ...}`` message per call).
 
         :raises LLMStatusError: the server answered with an error status (after retries).
         :raises LLMResponseError: the answer is not a chat completion.
@@ -180,56 +184,48 @@ class LLMClient:
 
         With a response cache (``LLM_CACHE``), a temperature-0 request may be answered
         from it, or by an identical request already in flight; see :attr:`ChatCompletion.cache`.
-        The cache key holds the whole request body, the model included.
+        The cache key holds the whole request body: model, tools, tool choice, response format.
         """
-        body = self._chat_body(messages, temperature, max_tokens, model)
-        if self._cache is None or body["temperature"] != 0:
+        body = self._chat_body(messages, temperature, max_tokens, model, tools=tools, tool_choice=tool_choice,
+                               response_format=response_format, extra_body=extra_body)
+        if self._cache is None or body.get("temperature") != 0:
             return self._complete(body)
         if self.closed:
             raise RuntimeError("the LLM client is closed")
-        fields, how = self._cache.get_or_call(self._cache_key(body), lambda: _cacheable(self._complete(body)))
-        return ChatCompletion(**{**fields, "usage": dict(fields["usage"])}, cache=how)  # usage: not shared
+        fields, how = self._cache.get_or_call(self._cache_key(body), lambda: cacheable(self._complete(body)))
+        return from_cache(fields, how)
 
     def _cache_key(self, body: dict[str, Any]) -> str:
         return cache_key(self._http.url("/chat/completions"), body, self._http.secret())
 
     def _complete(self, body: dict[str, Any]) -> ChatCompletion:
         """Send one chat completion request and parse the answer."""
-        data = self._http.post_json("/chat/completions", body)
-        choice = first_choice(data)
-        message = choice.get("message")
-        finish_reason = choice.get("finish_reason")
-        content = message.get("content") if isinstance(message, dict) else None
-        # "content": null is an empty answer when the choice says why it ended (a refusal, tool
-        # calls, max_tokens reached at once); without a finish_reason it is no answer at all.
-        if not isinstance(content, str) and not (content is None and isinstance(finish_reason, str)):
-            raise LLMResponseError("chat completion has no choices[0].message.content", body=str(data)[:500])
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        return ChatCompletion(
-            text=content or "",
-            model=str(data.get("model") or body["model"]),
-            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-            usage={k: v for k, v in usage.items() if isinstance(v, int)},
-        )
+        return parse_completion(self._http.post_json("/chat/completions", body), body["model"])
 
     def chat_stream(
         self,
         prompt: str | Sequence[Message],
-        temperature: float = 0.0,
-        max_tokens: int = 256,
+        temperature: float | None = 0.0,
+        max_tokens: int | None = 256,
         system_prompt: str | None = None,
         *,
         model: str | None = None,
+        tools: Sequence[Tool] | None = None,
+        tool_choice: ToolChoice | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> ChatStream:
         """Stream the answer as text deltas.
 
         ``prompt`` is a user prompt or a whole message list. Nothing is sent until
         the first item is read; closing the iterator (``close()``, ``with``) closes
         the upstream response. Failures before the first delta are retried, never
-        after it.
+        after it. Tool calls arrive in pieces: read them, put together, from
+        :attr:`ChatStream.tool_calls` at the end; :meth:`ChatStream.deltas` also yields reasoning.
         """
-        messages = _messages(prompt, system_prompt) if isinstance(prompt, str) else prompt
-        body = self._chat_body(messages, temperature, max_tokens, model)
+        messages = prompt_messages(prompt, system_prompt) if isinstance(prompt, str) else prompt
+        body = self._chat_body(messages, temperature, max_tokens, model, tools=tools, tool_choice=tool_choice,
+                               response_format=response_format, extra_body=extra_body)
         body["stream"] = True
         return ChatStream(lambda: self._http.open_stream("/chat/completions", body), stall=self.settings.timeout)
 
@@ -259,27 +255,40 @@ class LLMClient:
         with response:
             return response.ok
 
+    def ping_cache(self) -> None:
+        """Check that the response cache's store answers (a Redis PING, a SQLite read); nothing to
+        check without a cache. Never needed for a call: a cache that is down is skipped.
+
+        :raises OSError: saying why it does not answer.
+        """
+        if self._cache is not None:
+            self._cache.ping()
+
+
     # -- async API: the sync methods, run on the pool --------------------------------------
 
     async def chat_async(
         self,
         prompt: str,
-        temperature: float = 0.0,
-        max_tokens: int = 256,
+        temperature: float | None = 0.0,
+        max_tokens: int | None = 256,
         system_prompt: str | None = None,
         *,
         model: str | None = None,
+        response_format: Mapping[str, Any] | None = None,
     ) -> str:
         """:meth:`chat` on the thread pool."""
-        messages = _messages(prompt, system_prompt)
-        return (await self.chat_completion_async(messages, temperature, max_tokens, model=model)).text
+        messages = prompt_messages(prompt, system_prompt)
+        return (await self.chat_completion_async(messages, temperature, max_tokens, model=model,
+                                                 response_format=response_format)).text
 
     async def chat_with_context_async(
-        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256,
-        *, model: str | None = None,
+        self, messages: Sequence[Message], temperature: float | None = 0.7, max_tokens: int | None = 256,
+        *, model: str | None = None, response_format: Mapping[str, Any] | None = None,
     ) -> str:
         """:meth:`chat_with_context` on the thread pool."""
-        return (await self.chat_completion_async(messages, temperature, max_tokens, model=model)).text
+        return (await self.chat_completion_async(messages, temperature, max_tokens, model=model,
+                                                 response_format=response_format)).text
 
     async def async_chat(self, prompt: str | Sequence[Message], **options: Any) -> str:
         """The name flowllm's op code uses: a prompt (``chat_async``) or a message list
@@ -289,8 +298,9 @@ class LLMClient:
         return await self.chat_with_context_async(prompt, **options)
 
     async def chat_completion_async(
-        self, messages: Sequence[Message], temperature: float = 0.7, max_tokens: int = 256,
-        *, model: str | None = None,
+        self, messages: Sequence[Message], temperature: float | None = 0.7, max_tokens: int | None = 256,
+        *, model: str | None = None, tools: Sequence[Tool] | None = None, tool_choice: ToolChoice | None = None,
+        response_format: Mapping[str, Any] | None = None, extra_body: Mapping[str, Any] | None = None,
     ) -> ChatCompletion:
         """:meth:`chat_completion` on the thread pool.
 
@@ -298,33 +308,41 @@ class LLMClient:
         request answered from the cache, or waiting for an identical one in flight (in this
         process or, with SQLite, in another), waits on the event loop and holds no slot.
         """
-        body = self._chat_body(messages, temperature, max_tokens, model)
-        if self._cache is None or body["temperature"] != 0:
+        body = self._chat_body(messages, temperature, max_tokens, model, tools=tools, tool_choice=tool_choice,
+                               response_format=response_format, extra_body=extra_body)
+        if self._cache is None or body.get("temperature") != 0:
             return await self._bridge.run(self._complete, body)
         if self.closed:
             raise RuntimeError("the LLM client is closed")
 
         async def call() -> dict[str, Any]:
-            return _cacheable(await self._bridge.run(self._complete, body))
+            return cacheable(await self._bridge.run(self._complete, body))
 
         fields, how = await self._cache.get_or_call_async(self._cache_key(body), call)
-        return ChatCompletion(**{**fields, "usage": dict(fields["usage"])}, cache=how)
+        return from_cache(fields, how)
 
     async def embed_async(self, texts: str | Sequence[str]) -> list[list[float]]:
         """:meth:`embed` on the thread pool."""
         return await self._bridge.run(self.embed, texts)
 
+
     async def chat_stream_async(
         self,
         prompt: str | Sequence[Message],
-        temperature: float = 0.0,
-        max_tokens: int = 256,
+        temperature: float | None = 0.0,
+        max_tokens: int | None = 256,
         system_prompt: str | None = None,
         *,
         model: str | None = None,
+        response_format: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[str]:
-        """:meth:`chat_stream` as an async iterator; the stream holds one pool thread."""
-        stream = self.chat_stream(prompt, temperature, max_tokens, system_prompt, model=model)
+        """:meth:`chat_stream` as an async iterator; the stream holds one pool thread.
+
+        For tool calls, make the stream with :meth:`chat_stream` (``tools=...``), read it with
+        :meth:`iterate_stream_async` and then its :attr:`ChatStream.tool_calls`.
+        """
+        stream = self.chat_stream(prompt, temperature, max_tokens, system_prompt, model=model,
+                                  response_format=response_format)
         async with contextlib.aclosing(self.iterate_stream_async(stream)) as parts:
             async for text in parts:
                 yield text
@@ -332,13 +350,20 @@ class LLMClient:
     async def iterate_stream_async(self, stream: ChatStream) -> AsyncIterator[str]:
         """The deltas of ``stream`` (made by :meth:`chat_stream`), read on one pool thread.
 
-        For callers that want the stream object too, e.g. its ``finish_reason`` at the end.
+        For callers that want the stream object too, e.g. its ``finish_reason`` or
+        ``tool_calls`` at the end.
         """
         # aclosing: when our consumer stops early, the bridge's iterator must be
         # closed now (which closes the upstream response), not at garbage collection.
         async with contextlib.aclosing(self._bridge.iterate(lambda: stream, stream.close)) as parts:
             async for text in parts:
                 yield text
+
+    async def iterate_deltas_async(self, stream: ChatStream) -> AsyncIterator[StreamDelta]:
+        """:meth:`ChatStream.deltas` of ``stream`` (answer text, reasoning, usage), read on one pool thread."""
+        async with contextlib.aclosing(self._bridge.iterate(stream.deltas, stream.close)) as parts:
+            async for delta in parts:
+                yield delta
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -366,45 +391,7 @@ class LLMClient:
     async def __aexit__(self, *exc_info: object) -> None:
         self.cleanup()
 
-    def _chat_body(
-        self, messages: Sequence[Message], temperature: float, max_tokens: int, model: str | None = None
-    ) -> dict[str, Any]:
-        _check_messages(messages)
-        if model is not None and (not isinstance(model, str) or not model.strip()):
-            raise ValueError(f"model must be a non-empty string, got {model!r}")
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
-        if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-            raise ValueError(f"temperature must be a number between 0 and 2, got {temperature!r}")
-        return {
-            "model": self.settings.model if model is None else model,
-            "messages": [dict(m) for m in messages],
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-        }
 
-
-def _cacheable(completion: ChatCompletion) -> dict[str, Any]:
-    """What the response cache stores of a completion (JSON-ready)."""
-    return {"text": completion.text, "model": completion.model,
-            "finish_reason": completion.finish_reason, "usage": dict(completion.usage)}
-
-
-def _messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
-    if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages.append({"role": "user", "content": prompt})
-    return messages
-
-
-def _check_messages(messages: Sequence[Message]) -> None:
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
-        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...}")
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise ValueError(f"messages[{i}] must be an object with 'role' and 'content'")
-        if message.get("role") not in ("system", "user", "assistant", "tool", "developer"):
-            raise ValueError(f"messages[{i}].role must be system, user or assistant, got {message.get('role')!r}")
-        if not isinstance(message.get("content"), str):
-            raise ValueError(f"messages[{i}].content must be a string")
+    def _chat_body(self, messages: Sequence[Message], temperature: float | None, max_tokens: int | None,
+                   model: str | None = None, **request: Any) -> dict[str, Any]:
+        return chat_body(self.settings.model, messages, temperature, max_tokens, model, **request)

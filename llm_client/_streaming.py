@@ -6,12 +6,14 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 
 from ._deadline import CallGuard
 from ._http import stream_read_error
+from ._idle import paced
+from ._tools import ToolCallAssembler
 from .exceptions import LLMConnectionError, LLMError, LLMResponseError
 
 #: How much of a stream's body is kept to describe one that is not Server-Sent Events.
@@ -68,8 +70,23 @@ def first_choice(data: dict[str, Any]) -> dict[str, Any]:
     return choices[0]
 
 
-def parse_chunk(payload: str) -> tuple[str, str | None] | None:
-    """``(text delta, finish_reason)`` of one chat-completion chunk; None for ``[DONE]``.
+class StreamDelta(NamedTuple):
+    """One piece of a stream, as :meth:`ChatStream.deltas` yields it: ``kind`` is ``"content"``
+    (answer text), ``"reasoning"`` (``delta.reasoning_content`` of reasoning models) or ``"usage"``
+    (the token counts, a dict, from a usage chunk)."""
+
+    kind: str
+    value: Any
+
+
+#: A parsed chunk: text, finish_reason, reasoning text, tool-call deltas, usage.
+Chunk = tuple[str, "str | None", str, "list[Any] | None", "dict[str, Any] | None"]
+_EMPTY: Chunk = ("", None, "", None, None)
+
+
+def parse_chunk(payload: str) -> Chunk | None:
+    """``(text, finish_reason, reasoning, tool_call_deltas, usage)`` of one chat-completion chunk;
+    None for ``[DONE]``.
 
     ``"content": null`` is no text. ``"choices": []`` is a chunk without a choice (e.g. the
     usage chunk); a chunk without ``choices`` at all is not a chat-completion chunk.
@@ -91,12 +108,19 @@ def parse_chunk(payload: str) -> tuple[str, str | None] | None:
     choices = event.get("choices")
     if not isinstance(choices, list) or (choices and not isinstance(choices[0], dict)):
         raise LLMResponseError("stream chunk has no choices", body=payload)
+    usage = event.get("usage")
+    usage = usage if isinstance(usage, dict) else None
     if not choices:
-        return "", None  # e.g. a usage-only chunk
+        return _EMPTY if usage is None else ("", None, "", None, usage)  # e.g. a usage-only chunk
     delta = choices[0].get("delta")
-    content = delta.get("content") if isinstance(delta, dict) else None
     finish_reason = choices[0].get("finish_reason")
-    return (content if isinstance(content, str) else ""), (finish_reason if isinstance(finish_reason, str) else None)
+    finish_reason = finish_reason if isinstance(finish_reason, str) else None
+    if not isinstance(delta, dict):
+        return ("", finish_reason, "", None, usage)
+    content = delta.get("content")
+    reasoning = delta.get("reasoning_content")
+    return (content if isinstance(content, str) else "", finish_reason,
+            reasoning if isinstance(reasoning, str) else "", delta.get("tool_calls"), usage)
 
 
 class ChatStream(Iterator[str]):
@@ -106,7 +130,10 @@ class ChatStream(Iterator[str]):
     ``with``, by garbage collection of a generator wrapping it, or when the
     stream ends) closes the upstream response, and may be called from another
     thread to interrupt a blocked read. :attr:`finish_reason` tells why the
-    answer ended (``"stop"``, ``"length"``...) once the upstream said so.
+    answer ended (``"stop"``, ``"length"``, ``"tool_calls"``...) once the upstream said so;
+    :attr:`tool_calls` holds the model's tool calls put together from their deltas, and
+    :attr:`usage` the token counts of a usage chunk. :meth:`deltas` also yields the reasoning
+    of reasoning models.
 
     Until the first event the call's total deadline applies (``LLM_TOTAL_TIMEOUT``, or the
     deadline of the request it serves); after it, no pause between two events may last
@@ -127,12 +154,40 @@ class ChatStream(Iterator[str]):
         self._received = 0  # events read so far
         self._body = bytearray()  # the first bytes of the body, to tell what a body without events was
         self.finish_reason: str | None = None
+        #: the token counts of the usage chunk, when the server sent one
+        self.usage: dict[str, Any] | None = None
+        self._tools: ToolCallAssembler | None = None
         self._lock = threading.Lock()
+        #: ``(seconds, callback)``: while the upstream is silent, call ``callback()`` that often on the
+        #: reading thread (:func:`llm_client._idle.paced`); what it raises ends the read. None: just block.
+        self.on_idle: tuple[float, Callable[[], None]] | None = None
 
     def __iter__(self) -> ChatStream:
         return self
 
     def __next__(self) -> str:
+        while True:
+            text = self._advance()[0]
+            if text:
+                return text
+
+    def deltas(self) -> Iterator[StreamDelta]:
+        """The stream as :class:`StreamDelta` items: answer text, reasoning and usage, in the
+        order the server sent them (use this or iterate the stream itself, not both)."""
+        return _Deltas(self)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The model's tool calls put together from the deltas (see ``llm_client._tools``),
+        OpenAI-shaped; complete once the stream has ended (``finish_reason`` is then
+        ``"tool_calls"`` on most servers)."""
+        return self._tools.calls if self._tools is not None else []
+
+    def _advance(self) -> Chunk:
+        """Read up to the next chunk; record its finish reason, tool-call deltas and usage.
+
+        :raises StopIteration: at the end of the stream, or once it was closed.
+        """
         while True:
             if self._closed:
                 raise StopIteration
@@ -144,7 +199,10 @@ class ChatStream(Iterator[str]):
                         response.close()
                         raise StopIteration
                     self._response, self._guard = response, guard
-                self._events = iter_sse_data(self._remember(response.iter_content(chunk_size=None)))
+                chunks = response.iter_content(chunk_size=None)
+                if self.on_idle is not None:
+                    chunks = paced(response, chunks, *self.on_idle)
+                self._events = iter_sse_data(self._remember(chunks))
             try:
                 payload = next(self._events)
             except StopIteration:
@@ -175,10 +233,15 @@ class ChatStream(Iterator[str]):
             if parsed is None:
                 self.close()
                 raise StopIteration
-            text, finish_reason = parsed
-            self.finish_reason = finish_reason or self.finish_reason
-            if text:
-                return text
+            if parsed[1] is not None:
+                self.finish_reason = parsed[1]
+            if parsed[3] is not None:
+                if self._tools is None:
+                    self._tools = ToolCallAssembler()
+                self._tools.add(parsed[3])
+            if parsed[4] is not None:
+                self.usage = parsed[4]
+            return parsed
 
     def _remember(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
@@ -222,3 +285,24 @@ class ChatStream(Iterator[str]):
     def __del__(self) -> None:
         self.close()
 
+
+class _Deltas(Iterator[StreamDelta]):
+    """:meth:`ChatStream.deltas`: each chunk's reasoning, text and usage as separate items."""
+
+    def __init__(self, stream: ChatStream) -> None:
+        self._stream = stream
+        self._pending: list[StreamDelta] = []
+
+    def __next__(self) -> StreamDelta:
+        while not self._pending:
+            text, _finish, reasoning, _calls, usage = self._stream._advance()
+            if reasoning:
+                self._pending.append(StreamDelta("reasoning", reasoning))
+            if text:
+                self._pending.append(StreamDelta("content", text))
+            if usage is not None:
+                self._pending.append(StreamDelta("usage", usage))
+        return self._pending.pop(0)
+
+    def close(self) -> None:
+        self._stream.close()

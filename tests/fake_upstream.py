@@ -2,7 +2,9 @@
 
 It answers ``/v1/chat/completions`` (plain and SSE streaming), ``/v1/embeddings`` and
 ``/v1/models`` on 127.0.0.1, keeps connections alive, replays a scripted list of faults
-and counts what it sees. Another process can steer it through ``/_control/*``;
+and counts what it sees. Scripted replies (:meth:`FakeUpstream.script`) make it answer with
+tool calls, reasoning or given text, per conversation; a request that forces a tool call
+(``tool_choice``) or asks for JSON (``response_format``) gets one made from the schema. Another process can steer it through ``/_control/*``;
 ``python -m tests.fake_upstream --port 0`` runs it in the foreground.
 """
 
@@ -17,7 +19,6 @@ import http.server
 import itertools
 import json
 import math
-import re
 import signal
 import socket
 import socketserver
@@ -28,10 +29,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tests.fake_replies import (
+    WORD_SPLIT as _WORD_SPLIT,
+    Scripts,
+    conversation_problem as _conversation_problem,
+    finish_of,
+    openai_call as _openai_call,
+    reply_deltas as _reply_deltas,
+    schema_reply as _schema_reply,
+    text_of as _text_of,
+    tools_problem as _tools_problem,
+)
+
 LOG_SIZE = 200
 FAULT_KINDS = frozenset({"reset", "malformed", "bad_shape", "hang", "stream_error", "stream_error_event",
                          "trickle", "null_content", "no_choices", "stream_malformed"})
-_WORD_SPLIT = re.compile(r"(?<=\S)(?=\s)")  # "a b c" -> ["a", " b", " c"], like real token deltas
 _INVALID = object()  # a request body that is not JSON
 
 
@@ -68,15 +80,6 @@ def _loads(body: bytes) -> Any:
         return json.loads(body) if body else None
     except ValueError:
         return _INVALID
-
-
-def _text_of(content: Any) -> str:
-    """The text of a message ``content``: a string or a list of ``{"type": "text"}`` parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
 
 
 def flowgram_mock_reply(payload: dict[str, Any]) -> str:
@@ -128,6 +131,8 @@ class FakeUpstream:
         self._generation = 0  # bumped by reset(): requests begun earlier no longer count
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
+        self._call_ids = itertools.count(1)
+        self._scripts = Scripts(self._call_ids)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -201,11 +206,18 @@ class FakeUpstream:
         with self._lock:
             self._faults.extend(faults)
 
+    def script(self, replies: list[str | dict[str, Any]], match: str | Callable[[dict[str, Any]], bool] | None = None,
+               repeat: bool = False) -> None:
+        """Answer the next chat requests that ``match`` with ``replies``, one each, in order: texts or
+        tool calls (see :meth:`tests.fake_replies.Scripts.add`); ``repeat``: the last one forever."""
+        self._scripts.add(replies, match, repeat)
+
     def reset(self) -> None:
-        """Back to defaults: no faults, zeroed stats; requests still running are forgotten."""
+        """Back to defaults: no faults, no scripts, zeroed stats; requests still running are forgotten."""
         with self._lock:
             self._generation += 1
             self._config = _Config()
+            self._scripts.clear()
             self._faults.clear()
             self._stats = _fresh_stats()
             self._log.clear()
@@ -395,6 +407,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     raise TypeError("faults takes a JSON list")
                 up.push_faults(*payload)
                 self._send_json(200, {"ok": True, "faults_pending": up.stats()["faults_pending"]})
+            elif route == ("POST", "/_control/script"):
+                if not isinstance(payload, dict) or not isinstance(payload.get("replies"), list):
+                    raise TypeError('script takes {"replies": [...], "match"?: text, "repeat"?: bool}')
+                if not isinstance(payload.get("match"), (str, type(None))):
+                    raise TypeError("match must be a text or null")
+                up.script(payload["replies"], payload.get("match"), bool(payload.get("repeat")))
+                self._send_json(200, {"ok": True})
             elif route == ("POST", "/_control/reset"):
                 up.reset()
                 self._send_json(200, {"ok": True})
@@ -468,7 +487,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)):
             self._send_json(400, _error("'messages' must be a non-empty list of objects with a 'role'"))
             return
-        if self.server.upstream.replier is not None:
+        problem = _conversation_problem(messages) or _tools_problem(payload)
+        if problem:
+            self._send_json(400, _error(problem))
+            return
+        reply = self.server.upstream._scripts.next_reply(payload)
+        if reply is None and self.server.upstream.replier is None and cfg.reply is None:
+            reply = _schema_reply(payload, self.server.upstream._call_ids)
+        if reply is not None:
+            text = reply["content"] or ""
+        elif self.server.upstream.replier is not None:
             text = self.server.upstream.replier(payload)
         elif cfg.reply is not None:
             text = cfg.reply
@@ -477,14 +505,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             text = "echo: " + (_text_of(users[-1].get("content")) if users else "")
         cid = f"chatcmpl-fake-{next(self.server.upstream._ids)}"
         if payload.get("stream") is True:
-            self._stream(cid, text, cfg, kind, generation)
+            options = payload.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            self._stream(cid, text, cfg, kind, generation, reply, usage)
             return
         prompt = sum(len(_text_of(m.get("content")).split()) for m in messages)
         completion = len(text.split())
+        message: dict[str, Any] = {"role": "assistant", "content": None if kind == "null_content" else text}
+        finish = cfg.finish_reason
+        if reply is not None:
+            message["content"] = reply["content"]
+            if reply["tool_calls"]:
+                message["tool_calls"] = [_openai_call(i, call) for i, call in enumerate(reply["tool_calls"])]
+            if reply["reasoning_content"]:
+                message["reasoning_content"] = reply["reasoning_content"]
+            finish = finish_of(reply, cfg.finish_reason)
         answer: dict[str, Any] = {
             "id": cid, "object": "chat.completion", "created": int(time.time()), "model": cfg.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": None if kind == "null_content"
-                                                 else text}, "finish_reason": cfg.finish_reason}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion},
         }
@@ -512,8 +550,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError:  # BrokenPipeError / ConnectionResetError: the client closed it
             up._bump("trickles_closed", generation)
 
-    def _stream(self, cid: str, text: str, cfg: _Config, kind: str | None, generation: int) -> None:
-        """SSE over chunked encoding: one HTTP chunk per event, so the connection stays reusable."""
+    def _stream(self, cid: str, text: str, cfg: _Config, kind: str | None, generation: int,
+                reply: dict[str, Any] | None = None, usage: bool = False) -> None:
+        """SSE over chunked encoding: one HTTP chunk per event, so the connection stays reusable.
+
+        A scripted ``reply`` streams as OpenAI does: reasoning deltas, content deltas, then each tool
+        call's id and name in one delta and its arguments split over several. ``usage``: a last chunk
+        without choices carries the token counts (``stream_options.include_usage``)."""
         up = self.server.upstream
         up._bump("streams_started", generation)
         created = int(time.time())
@@ -523,10 +566,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
-        pieces = [None] if kind == "null_content" else _WORD_SPLIT.split(text)
-        frames = [event({"role": "assistant", "content": piece} if i == 0 else {"content": piece}, None)
-                  for i, piece in enumerate(pieces)]
-        frames += [event({}, cfg.finish_reason), b"data: [DONE]\n\n"]
+        if reply is not None:
+            deltas = _reply_deltas(reply)
+            frames = [event({"role": "assistant", **d} if i == 0 else d, None) for i, d in enumerate(deltas)]
+            frames.append(event({}, finish_of(reply, cfg.finish_reason)))
+        else:
+            pieces = [None] if kind == "null_content" else _WORD_SPLIT.split(text)
+            frames = [event({"role": "assistant", "content": piece} if i == 0 else {"content": piece}, None)
+                      for i, piece in enumerate(pieces)]
+            frames.append(event({}, cfg.finish_reason))
+        if usage:
+            words = len(text.split())
+            frames.append(b"data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "choices": [],
+                                                  "usage": {"prompt_tokens": 1, "completion_tokens": words,
+                                                            "total_tokens": 1 + words}}).encode() + b"\n\n")
+        frames.append(b"data: [DONE]\n\n")
         if kind == "no_choices":
             frames = [b"data: " + json.dumps({"id": cid, "object": "chat.completion.chunk"}).encode() + b"\n\n"]
         elif kind == "stream_malformed":  # a good first chunk, then one that is not JSON
