@@ -22,6 +22,7 @@ from async_utils import AsyncHelper
 
 from .cache import OpCache, call_sync_or_async
 from .context import BaseContext, FlowContext
+from .llm import OpLLM, op_llm
 from .prompt import PromptHandler, prompt_file_for
 from .schema import Message
 from .services import C
@@ -54,7 +55,8 @@ class BaseOp:
         ``context.response`` and return that.
     :param language: prompt language (default ``C.language``): ``get_prompt("x")`` tries ``x_zh`` first.
     :param prompt_path: a prompt YAML file instead of ``<module>_prompt.yaml`` beside the op.
-    :param llm: an :class:`~llm_client.LLMClient` to use instead of the app's.
+    :param llm: an :class:`~llm_client.LLMClient` (or :class:`~ops.llm.OpLLM`) to use instead of the
+        app's; a string (flowllm's name of a configured LLM) is ignored: the app's client is used.
     :param enable_cache: let :meth:`save_load_cache` use the shared cache.
     :param cache_expire_hours: lifetime of cached entries (0 = expire at once).
     :param ops: sub-ops, a list or a name → op mapping (default: an empty mapping); ``op << x``
@@ -72,7 +74,7 @@ class BaseOp:
         raise_exception: bool = True,
         language: str = "",
         prompt_path: str = "",
-        llm: LLMClient | str | None = None,
+        llm: LLMClient | OpLLM | str | None = None,
         embedding_model: Any = None,
         vector_store: Any = None,
         enable_cache: bool = False,
@@ -176,8 +178,10 @@ class BaseOp:
     # -- services --------------------------------------------------------------------------
 
     @property
-    def llm(self) -> LLMClient:
-        return self._llm if self._llm is not None else C.llm
+    def llm(self) -> OpLLM:
+        """flowllm's ``chat``/``achat``/``stream_chat``/``astream_chat`` and the client's methods,
+        over the op's own client (``llm=``) or the app's: see :mod:`ops.llm`."""
+        return op_llm(self._llm if self._llm is not None else C.llm)
 
     @property
     def embedding_model(self) -> EmbeddingModel:

@@ -166,7 +166,8 @@ def test_prompt_path_overrides(app, tmp_path: Path) -> None:
 
 def test_services_are_lazy_and_shared(app, upstream: FakeUpstream) -> None:
     op = HookOp()
-    assert isinstance(op.llm, LLMClient) and op.llm is HookOp().llm is C.llm
+    # self.llm is the adapter of ops.llm over the one client (flowllm's methods, and the client's)
+    assert isinstance(op.llm.client, LLMClient) and op.llm is HookOp().llm and op.llm.client is C.llm
     assert op.llm.base_url == upstream.base_url
     vector = run(op.embedding_model.async_embed("hello"))
     assert len(vector) == 8 and upstream.stats()["last_request"]["path"] == "/v1/embeddings"
@@ -175,7 +176,7 @@ def test_services_are_lazy_and_shared(app, upstream: FakeUpstream) -> None:
 
 def test_an_op_may_bring_its_own_client(app, upstream: FakeUpstream) -> None:
     with LLMClient(upstream.base_url, model="own", env={}) as own:
-        assert HookOp(llm=own).llm is own
+        assert HookOp(llm=own).llm.client is own
 
 
 def test_vector_store_round_trip(app) -> None:
