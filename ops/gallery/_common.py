@@ -6,10 +6,47 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..schema import Message, Role
+
 if TYPE_CHECKING:
     from ..tool_op import BaseAsyncToolOp
 
-__all__ = ["check_max_tokens", "check_positive_int", "check_temperature", "complete", "input_text", "record_usage"]
+__all__ = ["InputError", "as_messages", "check_max_tokens", "check_positive_int", "check_temperature", "complete",
+           "input_text", "record_usage"]
+
+
+class InputError(ValueError, AssertionError):
+    """Input an op cannot work with: a ``ValueError`` to flowbridge (the API's 422), and the
+    ``AssertionError`` flowllm's ops raise for it (from their ``assert`` statements), so flowllm code that
+    catches that still does."""
+
+
+def as_messages(op_name: str, messages: Any) -> list[Message]:
+    """``messages`` (``Message`` objects or ``{role, content, ...}`` dicts) as ``Message`` objects.
+
+    :raises InputError: naming the first item that is not a message.
+    """
+    if not isinstance(messages, list):
+        raise InputError(f"{op_name}: 'messages' must be a list of {{role, content}}, got {type(messages).__name__}")
+    roles = [role.value for role in Role]
+    parsed = []
+    for i, message in enumerate(messages):
+        if isinstance(message, Message):
+            parsed.append(message)
+            continue
+        if not isinstance(message, Mapping):
+            raise InputError(f"{op_name}: messages[{i}] must be an object with 'role' and 'content' "
+                             f"(or a Message), got {type(message).__name__}")
+        if message.get("role") not in roles:
+            raise InputError(f"{op_name}: messages[{i}].role must be one of {', '.join(roles)}, "
+                             f"got {message.get('role')!r}")
+        if not isinstance(message.get("content"), (str, list)):
+            raise InputError(f"{op_name}: messages[{i}].content must be a string (or a list of content parts)")
+        try:
+            parsed.append(Message(**message))
+        except ValueError as exc:
+            raise InputError(f"{op_name}: messages[{i}] is not a valid message: {exc}") from None
+    return parsed
 
 
 def check_temperature(value: Any, name: str = "temperature") -> float:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
+from ..llm import message_dict
+from ..schema import Message, Role
 from ..services import C
 from ..tool_call import ToolCall
 from ..tool_op import BaseAsyncToolOp
-from ._common import check_max_tokens, check_temperature, complete
+from ._common import InputError, as_messages, check_max_tokens, check_temperature, complete
 
 #: The JSON schema of one message of the ``messages`` input.
 MESSAGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+        "role": {"type": "string", "enum": [role.value for role in Role]},
         "content": {"type": "string"},
     },
     "required": ["role", "content"],
@@ -25,11 +26,20 @@ MESSAGE_SCHEMA: dict[str, Any] = {
 class ChatOp(BaseAsyncToolOp):
     """Answer ``query`` (or the conversation ``messages``) with the LLM.
 
-    The system prompt is the ``system_prompt`` input when given, else the
-    ``system_prompt`` of ``chat_prompt.yaml`` (in the op's language); the
-    default is left out when ``messages`` already has a system message.
+    flowllm's ``ChatOp`` reads ``context.messages`` (``Message`` objects) and
+    ``context.system_prompt``: so does this one, and also takes a plain ``query``
+    and ``{role, content}`` dicts. The system prompt is the ``system_prompt``
+    input when given (``GenSystemPromptOp`` writes one), else the ``system_prompt``
+    of ``chat_prompt.yaml`` (in the op's language), left out when ``messages``
+    already has a system message (flowllm requires one: an ``AssertionError``).
+    ``query`` and ``messages`` together are accepted only when the conversation
+    ends with the query (as ``GenSystemPromptOp`` leaves it); else which one to
+    answer is unclear, an error.
+
     The answer (stripped) is the output ``chat_result`` and ``response.answer``;
-    the model and token usage go to ``response.metadata``.
+    the model and token usage go to ``response.metadata``. Bad input raises
+    :class:`~ops.gallery._common.InputError` (a ``ValueError``, and the
+    ``AssertionError`` flowllm raised).
 
     :param temperature: sampling temperature, 0 to 2.
     :param max_tokens: the longest answer, in tokens.
@@ -60,53 +70,47 @@ class ChatOp(BaseAsyncToolOp):
         )
 
     async def async_before_execute(self) -> None:
-        """Check that exactly one of ``query`` and ``messages`` is given, and their shapes.
+        """Check the inputs: ``query`` or ``messages`` (both only when they agree), and their shapes.
 
-        :raises ValueError: naming the input that is wrong.
+        :raises InputError: naming the input that is wrong.
         """
         await super().async_before_execute()
         query = self.input_dict.get("query")
         messages = self.input_dict.get("messages")
         if query is not None and not isinstance(query, str):
-            raise ValueError(f"{self.name}: 'query' must be a string, got {type(query).__name__}")
+            raise InputError(f"{self.name}: 'query' must be a string, got {type(query).__name__}")
         has_query = bool(query and query.strip())
         has_messages = messages is not None and messages != []
-        if has_query == has_messages:
-            got = "both" if has_query else "neither"
-            raise ValueError(f"{self.name}: give exactly one of 'query' or 'messages' (got {got})")
-        if has_messages:
-            _check_messages(self.name, messages)
+        conversation = as_messages(self.name, messages) if has_messages else []
+        if has_query and has_messages and not _ends_with(conversation, query):
+            raise InputError(f"{self.name}: give exactly one of 'query' or 'messages' (got both)")
+        if not has_query and not has_messages:
+            raise InputError(f"{self.name}: give exactly one of 'query' or 'messages' (got neither)")
         system_prompt = self.input_dict.get("system_prompt")
         if system_prompt is not None and not isinstance(system_prompt, str):
-            raise ValueError(f"{self.name}: 'system_prompt' must be a string, got {type(system_prompt).__name__}")
+            raise InputError(f"{self.name}: 'system_prompt' must be a string, got {type(system_prompt).__name__}")
 
-    def build_messages(self) -> list[dict[str, str]]:
-        """The messages to send: system prompt first, then the query or the conversation."""
-        query = self.input_dict.get("query")
-        if query and query.strip():
-            conversation = [{"role": "user", "content": query}]
+    def build_messages(self) -> list[dict[str, Any]]:
+        """The messages to send (OpenAI dicts): system prompt first, then the conversation or the query."""
+        return [message_dict(m) for m in self.build_conversation()]
+
+    def build_conversation(self) -> list[Message]:
+        """The messages to send: system prompt first, then the conversation or the query."""
+        messages = self.input_dict.get("messages")
+        if messages:
+            conversation = as_messages(self.name, messages)
         else:
-            conversation = [{"role": m["role"], "content": m["content"]} for m in self.input_dict["messages"]]
+            conversation = [Message(role=Role.USER, content=self.input_dict["query"])]
         system_prompt = (self.input_dict.get("system_prompt") or "").strip()
-        if not system_prompt and not any(m["role"] == "system" for m in conversation):
+        if not system_prompt and not any(m.role is Role.SYSTEM for m in conversation):
             system_prompt = self.get_prompt("system_prompt").strip()
-        return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + conversation
+        return ([Message(role=Role.SYSTEM, content=system_prompt)] if system_prompt else []) + conversation
 
     async def async_execute(self) -> None:
         answer = await complete(self, self.build_messages(), self.temperature, self.max_tokens)
         self.set_output(answer)
 
 
-def _check_messages(op_name: str, messages: Any) -> None:
-    """:raises ValueError: naming the first message that is not ``{role, content}`` strings."""
-    if not isinstance(messages, list):
-        raise ValueError(f"{op_name}: 'messages' must be a list of {{role, content}}, got {type(messages).__name__}")
-    roles = MESSAGE_SCHEMA["properties"]["role"]["enum"]
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise ValueError(f"{op_name}: messages[{i}] must be an object with 'role' and 'content'")
-        if message.get("role") not in roles:
-            raise ValueError(f"{op_name}: messages[{i}].role must be one of {', '.join(roles)}, "
-                             f"got {message.get('role')!r}")
-        if not isinstance(message.get("content"), str):
-            raise ValueError(f"{op_name}: messages[{i}].content must be a string")
+def _ends_with(conversation: list[Message], query: str) -> bool:
+    """True when the last message is the user's ``query``."""
+    return bool(conversation) and conversation[-1].role is Role.USER and conversation[-1].text == query

@@ -155,4 +155,4 @@ def test_stream_chat_flow_streams(upstream: FakeUpstream) -> None:
 
     response, chunks = asyncio.run(main())
     assert "".join(chunk.chunk for chunk in chunks) == response.answer == "Streaming works fine"
-    assert len(chunks) == 3 and {chunk.chunk_type for chunk in chunks} == {"content"}
+    assert len(chunks) == 3 and {chunk.event_type for chunk in chunks} == {"content"}  # flowllm's "answer" chunks

@@ -13,6 +13,7 @@ from .common import CLIError, model_server
 
 if TYPE_CHECKING:
     from ops import FlowContext, FlowStreamChunk
+    from ops.runs import ChunkEvents
     from ops.tool_call import ToolAttr
 
 __all__ = ["add_run_op_parser", "parse_inputs", "run_op_command"]
@@ -118,6 +119,7 @@ def _target(name: str, flow_only: bool) -> tuple[str, Any, Runner]:
     """``(label, tool call, runner)`` of the op, else the flow, called ``name``."""
     from ops import BaseAsyncToolOp, C, ToolCall
     from ops.compose import run_op
+    from ops.runs import op_result
 
     if not flow_only:
         try:
@@ -129,10 +131,7 @@ def _target(name: str, flow_only: bool) -> tuple[str, Any, Runner]:
 
             async def run(context: FlowContext) -> dict[str, Any]:
                 await run_op(op, context)
-                outputs = dict(op.output_dict) if isinstance(op, BaseAsyncToolOp) else {}
-                response = context.response
-                return {"answer": response.answer, "outputs": outputs, "success": response.success,
-                        "metadata": response.metadata}
+                return op_result(op, context)
 
             tool = op.tool_call if isinstance(op, BaseAsyncToolOp) else ToolCall(name=name)
             return f"op {op.short_name}", tool, run
@@ -149,25 +148,38 @@ def _target(name: str, flow_only: bool) -> tuple[str, Any, Runner]:
 
 
 class _Printer:
-    """Shows what a run streams: text as it comes on stdout, progress on stderr."""
+    """Shows what a run streams: text as it comes on stdout, progress (and tool calls) on stderr.
+
+    Chunks become the events the SSE routes send (:class:`ops.runs.ChunkEvents`): the model's
+    reasoning and token counts are not shown.
+    """
 
     def __init__(self, streaming: bool) -> None:
         self.streaming = streaming
         self.streamed = ""
         self.error: str | None = None
+        self._events: ChunkEvents | None = None
 
     def chunk(self, chunk: FlowStreamChunk) -> None:
-        if chunk.chunk_type == "error":
-            self.error = str(chunk.chunk)
+        if self._events is None:
+            from ops.runs import ChunkEvents
+
+            self._events = ChunkEvents()
+        event = self._events.event(chunk)
+        if event is None:
+            return
+        kind, data = event["type"], event["data"]
+        if kind == "error":
+            self.error = str(data)
         elif not self.streaming:
             return
-        elif chunk.chunk_type == "content" and isinstance(chunk.chunk, str):
-            self.streamed += chunk.chunk
-            sys.stdout.write(chunk.chunk)
+        elif kind == "content" and isinstance(data, str):
+            self.streamed += data
+            sys.stdout.write(data)
             sys.stdout.flush()
-        elif chunk.chunk_type == "progress" and isinstance(chunk.chunk, dict):
-            data = chunk.chunk
-            print(f"[{data.get('current')}/{data.get('total')}] {data.get('message', '')}", file=sys.stderr)
+        elif kind == "progress" and isinstance(data, dict):
+            where = f"[{data.get('current')}/{data.get('total')}] " if data.get("total") else ""
+            print(f"{where}{data.get('message', '')}", file=sys.stderr)
 
     def finish(self, answer: Any) -> None:
         """Print the answer, or end the line of the text already streamed."""

@@ -26,6 +26,7 @@ from async_utils import AsyncHelper
 from llm_client import LLMError
 from ops import BaseAsyncToolOp, C, FlowContext
 from ops.compose import run_op
+from ops.runs import op_result
 
 from ..errors import APIError, classify
 from ..extensions import get_result_store
@@ -81,10 +82,7 @@ def _op_target(name: str) -> _Target:
         op = cls()
         context = FlowContext(**inputs)
         await run_op(op, context)
-        response = context.response
-        outputs = dict(op.output_dict) if isinstance(op, BaseAsyncToolOp) else {}
-        return {"answer": response.answer, "outputs": outputs, "success": response.success,
-                "metadata": response.metadata}
+        return op_result(op, context)
 
     return _Target(
         kind="op", name=info["name"], description=info["description"],

@@ -12,6 +12,7 @@ from async_utils import async_route
 from ops import BaseAsyncToolOp, BaseOp, C, Flow, FlowContext, FlowExpressionError, FlowStreamChunk
 from ops.compose import run_op
 from ops.flows import FlowSpec
+from ops.runs import ChunkEvents, op_result
 
 from .. import sse
 from ..errors import APIError
@@ -50,19 +51,12 @@ async def run_op_route(name: str) -> Response:
         return sse.sse_response(run_events(f"op {op.short_name}", lambda ctx: _op_summary(op, ctx), inputs))
     context = FlowContext(**inputs)
     await _run(op, context)
-    return jsonify(_op_result(op, context))
-
-
-def _op_result(op: BaseOp, context: FlowContext) -> dict[str, Any]:
-    outputs = dict(op.output_dict) if isinstance(op, BaseAsyncToolOp) else {}
-    response = context.response
-    return {"answer": response.answer, "outputs": outputs, "success": response.success,
-            "metadata": response.metadata}
+    return jsonify(op_result(op, context))
 
 
 async def _op_summary(op: BaseOp, context: FlowContext) -> dict[str, Any]:
     await run_op(op, context)
-    return _op_result(op, context)
+    return op_result(op, context)
 
 
 @bp.get("/flows")
@@ -130,13 +124,16 @@ async def run_events(
 ) -> AsyncIterator[dict[str, Any]]:
     """Run an op or flow with a stream queue and turn what it emits into events.
 
-    ``content`` and ``progress`` chunks pass through as they come; the run's
-    summary (answer, outputs, success) is the ``done`` event. An op's own
-    ``error`` chunk ends the stream (and the run); a ``done`` chunk an op emits
-    is kept as ``summary`` in the final ``done``. A ``ValueError`` from an op
-    (input it cannot work with) is an ``error`` with code ``op_failed``.
+    Each chunk becomes the event its type names (:class:`ops.runs.ChunkEvents`:
+    ``answer``/``content`` → ``content``, ``tool``/``progress`` → ``progress``,
+    ``think`` and ``usage`` are not sent), as it comes; the run's summary
+    (answer, outputs, success) is the ``done`` event. An op's own ``error``
+    chunk ends the stream (and the run); a ``done`` chunk an op emits is kept as
+    ``summary`` in the final ``done``. A ``ValueError`` from an op (input it
+    cannot work with) is an ``error`` with code ``op_failed``.
     """
     queue: asyncio.Queue[FlowStreamChunk] = asyncio.Queue()
+    events = ChunkEvents()
     context = FlowContext(stream_queue=queue, **inputs)
     yield sse.start({"name": what, "flow_id": context.flow_id})
     task = asyncio.ensure_future(run(context))
@@ -152,13 +149,16 @@ async def run_events(
                 chunk = getter.result()
             else:
                 chunk = queue.get_nowait()
-            if chunk.chunk_type == "error":
-                yield sse.error(str(chunk.chunk), str(chunk.metadata.get("error_code", "op_failed")))
+            event = events.event(chunk)
+            if event is None:
+                continue
+            if event["type"] == "error":
+                yield sse.error(event["data"], event["error_code"])
                 return
-            if chunk.chunk_type == "done":
-                op_summary = chunk.chunk
-            elif chunk.chunk_type in ("content", "progress"):
-                yield {"type": chunk.chunk_type, "data": chunk.chunk}
+            if event["type"] == "done":
+                op_summary = event["data"]
+            else:
+                yield event
         try:
             summary = task.result()
         except ValueError as exc:  # as the JSON route's 422
