@@ -34,9 +34,11 @@ async def execute_condition(ctx: ExecutionContext) -> NodeResult:
 
 
 async def execute_op(ctx: ExecutionContext) -> NodeResult:
-    """Run a registered Op by name (``data.opName``) with the node's inputs.
+    """Run a registered Op by name (``data.opName``, built with ``data.opParams``) with the node's inputs.
 
-    Outputs: the op's outputs (tool ops), plus ``answer`` and ``success``.
+    Outputs: the op's outputs (tool ops), plus ``answer`` and ``success``; an op that records tool
+    calls (an agent: ``opParams: {"tools": ["op_name", ...]}``) adds them as ``tool_calls``, so they
+    show in the node's snapshot (declare ``tool_calls`` as an array output to use them downstream).
     """
     from ops import BaseAsyncToolOp, C, FlowContext
     from ops.compose import run_op
@@ -49,7 +51,12 @@ async def execute_op(ctx: ExecutionContext) -> NodeResult:
     except KeyError as exc:
         raise NodeError(str(exc.args[0])) from None
     params = ctx.node.data.get("opParams") or {}
-    op = cls(**params)
+    if not isinstance(params, dict):
+        raise NodeError(f'Op node "opParams" must be an object, got {type(params).__name__}')
+    try:
+        op = cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise NodeError(f"op {name}: bad opParams: {exc}") from None
     if isinstance(op, BaseAsyncToolOp):
         problems = op.tool_call.validate_inputs(ctx.inputs)
         if problems:
@@ -59,6 +66,9 @@ async def execute_op(ctx: ExecutionContext) -> NodeResult:
     outputs: dict[str, Any] = dict(op.output_dict) if isinstance(op, BaseAsyncToolOp) else {}
     outputs["answer"] = context.response.answer
     outputs["success"] = context.response.success
+    tool_calls = context.response.metadata.get("tool_calls")
+    if isinstance(tool_calls, list):
+        outputs["tool_calls"] = [dict(record) for record in tool_calls]
     return NodeResult(outputs)
 
 
