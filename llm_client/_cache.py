@@ -1,8 +1,10 @@
 """The response cache of :meth:`LLMClient.chat_completion`, with coalescing of identical calls.
 
 Only deterministic requests (``temperature == 0``, never streams) are cached.
-The key is a SHA-256 of the URL, the whole request body and a hash of the API
-key; the stored value is the completion (text, model, finish reason, usage).
+The key is a SHA-256 of the URL, the whole request body (messages, model,
+``max_tokens``, tools, ``tool_choice``, ``response_format``, extra fields) and a
+hash of the API key; the stored value is the completion (text, model, finish
+reason, usage, tool calls, reasoning).
 Prompts and keys are never stored, errors are never cached.
 
 Coalescing: identical requests in flight at the same time share one upstream
@@ -10,7 +12,13 @@ call. Inside a process the first caller leads and the others wait for its
 result. With the SQLite backend the leader also writes a *claim* row (its pid
 and a lease) so that leaders in other processes (gunicorn workers) poll the
 row instead of calling; the result row replaces the claim. A claim whose lease
-ran out or whose process died is taken over.
+ran out or whose process died is taken over. With Redis (:mod:`llm_client._cache_redis`)
+the claim is a key with an expiry, renewed while its call runs, shared by every machine:
+a claimer that crashed stops renewing it, and a waiter takes it over when it expires.
+
+When the store cannot be reached (Redis down, a broken SQLite file) the call goes to
+the upstream without the cache, with a warning (at most one per :data:`WARN_INTERVAL`
+seconds for each kind of failure): a chat never fails because its cache does.
 
 When a call fails, nothing is stored and nothing is shared: the claim is
 deleted and every request that waited for it calls the upstream itself, so
@@ -33,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ._cache_backends import Backend, MemoryBackend, SQLiteBackend, Value
+from ._cache_redis import RedisBackend, check_redis_url  # redis-py itself: imported only when used
 
 logger = logging.getLogger("llm_client")
 
@@ -43,6 +52,24 @@ MISS, HIT, COALESCED = "miss", "hit", "coalesced"
 #: A waiter polls a claim row after this many seconds, doubling up to POLL_MAX.
 POLL_FIRST = 0.01
 POLL_MAX = 0.1
+#: Seconds between two warnings of the same kind while the cache's store is unavailable.
+WARN_INTERVAL = 10.0
+
+_warned: dict[str, tuple[float, int]] = {}  # kind of warning -> (when last logged, how many left out since)
+_warned_lock = threading.Lock()
+
+
+def _warn(what: str, exc: BaseException) -> None:
+    """Log ``what: exc``, unless the same ``what`` was logged less than WARN_INTERVAL seconds ago."""
+    now = time.monotonic()
+    with _warned_lock:
+        last, skipped = _warned.get(what, (-WARN_INTERVAL, 0))
+        if now - last < WARN_INTERVAL:
+            _warned[what] = (last, skipped + 1)
+            return
+        _warned[what] = (now, 0)
+    more = f" ({skipped} more since the last warning)" if skipped else ""
+    logger.warning("%s: %s%s", what, exc, more)
 
 
 def cache_key(url: str, body: Mapping[str, Any], api_key: str | None) -> str:
@@ -112,10 +139,11 @@ class ResponseCache:
     :meth:`get_or_call_async` does the same for async callers without taking a thread to
     wait: only the call that reaches the upstream runs on one (the LLM pool's); requests that
     wait for it await an event, or poll another process's claim row with ``asyncio.sleep``.
-    Its SQLite statements run on the event loop: they are short (a busy database makes one
-    wait at most ``SQLITE_BUSY_TIMEOUT``), and the web app gives each request thread its own loop.
+    Its SQLite statements and Redis commands run on the event loop: they are short (a busy
+    database makes one wait at most ``SQLITE_BUSY_TIMEOUT``, a Redis that does not answer
+    ``SOCKET_TIMEOUT``), and the web app gives each request thread its own loop.
 
-    :param backend: a :class:`MemoryBackend` or :class:`SQLiteBackend`.
+    :param backend: a :class:`MemoryBackend`, :class:`SQLiteBackend` or :class:`RedisBackend`.
     :param wait: seconds one upstream call may take, retries included: the lease of a
         claim, and the longest a request waits for another's call before calling itself.
     """
@@ -218,7 +246,7 @@ class ResponseCache:
         try:
             return self.backend.claim(key, token, self.wait)
         except (OSError, sqlite3.Error) as exc:
-            logger.warning("LLM cache unavailable, calling the upstream directly: %s", exc)
+            _warn("LLM cache unavailable, calling the upstream directly", exc)
             return "off", None
 
     def _pauses(self) -> Iterator[float]:
@@ -235,7 +263,7 @@ class ResponseCache:
         try:
             state, value = self.backend.claim(key, token, self.wait, take_free=False)
         except (OSError, sqlite3.Error) as exc:
-            logger.warning("LLM cache unavailable, calling the upstream directly: %s", exc)
+            _warn("LLM cache unavailable, calling the upstream directly", exc)
             return "off", None
         if state == "hit":
             return COALESCED, value
@@ -249,13 +277,17 @@ class ResponseCache:
         try:
             self.backend.put(key, value, token)
         except (OSError, sqlite3.Error) as exc:  # the answer is good; only the cache failed
-            logger.warning("could not store an LLM response in the cache: %s", exc)
+            _warn("could not store an LLM response in the cache", exc)
 
     def _forget(self, key: str, token: str) -> None:
         try:
             self.backend.release(key, token)
         except (OSError, sqlite3.Error) as exc:  # the lease will end it
-            logger.warning("could not release an LLM cache claim: %s", exc)
+            _warn("could not release an LLM cache claim", exc)
+
+    def ping(self) -> None:
+        """Raise when the cache's store does not answer (a Redis PING, a SQLite read): for ``/readyz``."""
+        self.backend.ping()
 
     def close(self) -> None:
         self.backend.close()
@@ -263,12 +295,16 @@ class ResponseCache:
 
 def parse_cache_spec(spec: str) -> tuple[str, str | None]:
     """``(kind, path)`` of an ``LLM_CACHE`` value: ``("", None)`` off, ``("memory", None)``,
-    ``("sqlite", None)`` (the default file) or ``("sqlite", "/path/cache.db")``.
+    ``("sqlite", None)`` (the default file), ``("sqlite", "/path/cache.db")`` or
+    ``("redis", "redis://host:6379/0")`` (also ``rediss://``, ``unix://``).
 
-    :raises ValueError: for anything else.
+    :raises ValueError: for anything else (the message never shows a password).
     """
     text = spec.strip()
     lowered = text.lower()
+    if lowered.startswith(("redis://", "rediss://", "unix://")):
+        check_redis_url(text)
+        return "redis", text
     if lowered in ("", "off", "none", "false", "0"):
         return "", None
     if lowered == "memory":
@@ -281,7 +317,8 @@ def parse_cache_spec(spec: str) -> tuple[str, str | None]:
             path = path[2:]
         if path.strip():
             return "sqlite", path
-    raise ValueError("must be empty (off), 'memory', 'sqlite' or 'sqlite:/path/to/cache.db'")
+    raise ValueError("must be empty (off), 'memory', 'sqlite', 'sqlite:/path/to/cache.db' or a"
+                     " redis://HOST:PORT/DB URL")
 
 
 def default_cache_path() -> Path:
@@ -296,9 +333,12 @@ def make_response_cache(
 
     :param path: the file of a plain ``"sqlite"`` (``LLM_CACHE_PATH``); default :func:`default_cache_path`.
     :raises ValueError: for a bad ``spec``.
-    :raises OSError: when the SQLite file cannot be opened.
+    :raises OSError: when the SQLite file cannot be opened, or the redis package is missing (an
+        unreachable Redis server is not an error here: calls go on without the cache until it answers).
     """
     kind, spec_path = parse_cache_spec(spec)
+    if kind == "redis":
+        return ResponseCache(RedisBackend(str(spec_path), ttl), wait)
     if kind == "memory":
         return ResponseCache(MemoryBackend(size, ttl), wait)
     if kind == "sqlite":

@@ -1,4 +1,5 @@
-"""Where the response cache keeps its values: in memory, or in SQLite with claims shared between processes.
+"""Where the response cache keeps its values: in memory, or in SQLite with claims shared between processes
+(Redis, shared between machines, is :mod:`llm_client._cache_redis`).
 
 See :mod:`llm_client._cache` for how :class:`~llm_client._cache.ResponseCache` uses them.
 """
@@ -25,7 +26,11 @@ PURGE_INTERVAL = 60.0
 
 Value = dict[str, Any]
 
-__all__ = ["Backend", "MemoryBackend", "SQLiteBackend", "Value"]
+__all__ = ["Backend", "CacheUnavailable", "MemoryBackend", "SQLiteBackend", "Value"]
+
+
+class CacheUnavailable(OSError):
+    """The cache's store cannot be reached (a Redis server down): the call goes on without the cache."""
 
 
 class Backend(Protocol):
@@ -39,6 +44,9 @@ class Backend(Protocol):
     def put(self, key: str, value: Value, token: str | None) -> None: ...
 
     def release(self, key: str, token: str) -> None: ...
+
+    def ping(self) -> None:
+        """Raise :class:`OSError` (or ``sqlite3.Error``) when the store does not answer (``/readyz``)."""
 
     def close(self) -> None: ...
 
@@ -64,6 +72,9 @@ class MemoryBackend:
 
     def release(self, key: str, token: str) -> None:
         """Nothing to release: in one process, waiters follow the leader's in-process flight."""
+
+    def ping(self) -> None:
+        """Always answers: it is this process's memory."""
 
     def close(self) -> None:
         with self._lock:
@@ -155,6 +166,9 @@ class SQLiteBackend:
         self._connect().execute(
             "DELETE FROM llm_responses WHERE key = ? AND value IS NULL AND token = ?", (key, token)
         )
+
+    def ping(self) -> None:
+        self._connect().execute("SELECT COUNT(*) FROM llm_responses WHERE key = ''").fetchone()
 
     def close(self) -> None:
         """Close this process's connections; safe to call twice. The backend reopens on next use."""

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ._cache import parse_cache_spec
+from ._cache_redis import redact_url
 from .exceptions import LLMConfigError
 
 #: Where the embedded local model server listens (see ``llm_client.local_server``).
@@ -69,7 +70,7 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=20)
     retry_initial_delay: float = Field(INITIAL_RETRY_DELAY, ge=0)
     retry_after_cap: float = Field(MAX_RETRY_AFTER, ge=0)
-    #: "" (off), "memory", "sqlite" (the file ``cache_path``) or "sqlite:/path/cache.db".
+    #: "" (off), "memory", "sqlite" (the file ``cache_path``), "sqlite:/path/cache.db" or "redis://host:port/db".
     cache: str = ""
     cache_path: str | None = None
     cache_ttl: float = Field(DEFAULT_CACHE_TTL, gt=0)
@@ -137,5 +138,7 @@ class LLMSettings(BaseModel):
                 field = str(err["loc"][0]) if err["loc"] else "?"
                 where = origin.get(field, field)
                 shown = "***" if field == "api_key" else repr(values.get(field))
+                if field == "cache" and isinstance(values.get(field), str):  # a Redis URL's password
+                    shown = repr(redact_url(values[field]))
                 problems.append(f"{where}: {err['msg']} (got {shown})")
             raise LLMConfigError("invalid LLM settings: " + "; ".join(problems)) from None
