@@ -66,6 +66,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .routes import mcp
 
     mcp.init_app(app)  # /mcp: the tool ops over MCP's streamable HTTP (behind the API keys, as /api)
+    from .routes.openai import bp as openai_bp
+
+    app.register_blueprint(openai_bp)  # /v1: the OpenAI API (behind the API keys, as /api; its own error shape)
     register_error_handlers(app)
     observability.init_app(app)
     origin.init_app(app)  # Host and cross-site checks, before authentication

@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "FLOWBRIDGE_LANGUAGE": "",
     "FLOWBRIDGE_OP_CACHE": "memory",
     "FLOWBRIDGE_FLOWS": "",
+    # The OpenAI API (/v1): the folder whose *.json workflows are models workflow/<name> (relative to the
+    # project), and upstream model names accepted besides LLM_MODEL (comma-separated), sent on as they are.
+    "FLOWBRIDGE_WORKFLOWS_DIR": "examples/workflows",
+    "FLOWBRIDGE_OPENAI_MODELS": "",
     # Workflows: task store (SQLite file; "memory" for one process; empty: instance/tasks.db), hosts
     # llm/http nodes may reach besides the LLM server, per-task deadline, loop bound, tasks running per
     # process, how long and how many finished tasks are kept. Defined and parsed by workflow.environment,
@@ -47,6 +51,15 @@ DEFAULTS: dict[str, Any] = {
     **ENV_DEFAULTS,
     # Seconds of silence after which an event stream sends a comment line, so proxies keep it open.
     "FLOWBRIDGE_SSE_HEARTBEAT": 15.0,
+    # Workflow tasks on Celery workers (webapp/server/task_queue.py): the Redis broker (empty: tasks run in
+    # the app server's processes), how many tasks may wait for a worker before /api/task/run answers 503,
+    # and seconds a message delivered to a worker that died before starting its task waits for another.
+    "FLOWBRIDGE_BROKER_URL": "",
+    "FLOWBRIDGE_MAX_QUEUED_TASKS": 10000,
+    "FLOWBRIDGE_BROKER_VISIBILITY_TIMEOUT": 300.0,
+    # Seconds without a heartbeat after which a running task is failed as abandoned (its process died);
+    # every app server and worker must use the same value.
+    "FLOWBRIDGE_ORPHAN_AFTER": 30.0,
     # Signs the browser session (CSRF tokens). Empty: a random key kept in the instance folder,
     # shared by every worker on the machine.
     "FLOWBRIDGE_SECRET_KEY": "",
@@ -71,9 +84,9 @@ DEFAULTS: dict[str, Any] = {
     "FLOWBRIDGE_TRUSTED_ORIGINS": "",
 }
 
-_INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH")
+_INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH", "FLOWBRIDGE_MAX_QUEUED_TASKS")
 _FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_REQUEST_TIMEOUT", "FLOWBRIDGE_SSE_HEARTBEAT", "FLOWBRIDGE_HEADER_TIMEOUT",
-           "FLOWBRIDGE_BODY_TIMEOUT")
+           "FLOWBRIDGE_BODY_TIMEOUT", "FLOWBRIDGE_BROKER_VISIBILITY_TIMEOUT", "FLOWBRIDGE_ORPHAN_AFTER")
 
 
 class ConfigError(ValueError):
@@ -104,6 +117,10 @@ def load_config(
     for key in _FLOATS:
         config[key] = _number(key, config[key], float, minimum=0.001)
     config["LLM_ENV"] = llm_env
+    broker = str(config["FLOWBRIDGE_BROKER_URL"]).strip()
+    if broker and not broker.startswith(("redis://", "rediss://")):
+        raise ConfigError(f"FLOWBRIDGE_BROKER_URL must be a redis:// or rediss:// URL, got {broker.split('@')[-1]!r}")
+    config["FLOWBRIDGE_BROKER_URL"] = broker
     try:
         config.update(read_environment(config))  # the workflow runtime's variables, as a script reads them
     except WorkflowConfigError as exc:

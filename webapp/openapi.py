@@ -28,11 +28,11 @@ SSE = "text/event-stream"
 ERROR_STATUSES: Mapping[int, str] = {
     400: "bad input; the message names the field",
     401: "no valid API key (FLOWBRIDGE_API_KEYS is set)",
-    404: "unknown op, flow, function or task",
+    404: "unknown op, flow, function, task or model",
     409: "the task failed or was canceled",
     413: "the request body is too large",
     415: "the body is not JSON",
-    422: "the op or function could not work with its input",
+    422: "the op, function, flow or workflow could not work with its input",
     429: "the LLM server limits our rate; Retry-After passes on how long it asked us to wait",
     502: "the LLM server answered with an error",
     503: "every LLM slot (or task slot) is busy, or the LLM server does not answer; see Retry-After",
@@ -66,6 +66,9 @@ class Operation:
     public: bool = False
     #: Path parameter → where its example values come from (see :func:`_examples`).
     examples: Mapping[str, str] = field(default_factory=dict)
+    #: The body of its errors, and of each frame of its event stream (``/v1`` has OpenAI's).
+    error_model: type[BaseModel] = s.Error
+    stream_model: type[BaseModel] = s.StreamEvent
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -110,8 +113,20 @@ OPERATIONS: tuple[Operation, ...] = (
               (*_BODY_ERRORS, 404, 422, *_LLM_ERRORS), request=s.InvokeRequest, examples={"name": "functions"},
               description="A streaming function answers an event stream. Forms (multipart/form-data) are "
                           "accepted too: one field or upload per input."),
+    Operation("POST", "/v1/chat/completions", "OpenAI's chat completion: the upstream model, a flow or a workflow",
+              "openai", {200: (s.OpenAIChatCompletion, SSE)}, (*_BODY_ERRORS, 404, 409, 422, *_LLM_ERRORS),
+              request=s.OpenAIChatRequest, error_model=s.OpenAIError, stream_model=s.OpenAIChatChunk,
+              description="For OpenAI clients (base URL `/v1`). `model` is one of `GET /v1/models`: the upstream's, "
+                          "`flow/<name>` or `workflow/<name>`. `stream: true` answers `chat.completion.chunk` "
+                          "frames ending in `data: [DONE]`; a flow's or workflow's progress comes as chunks with "
+                          "`reasoning_content` and a `progress` field. Errors are OpenAI's shape."),
+    Operation("GET", "/v1/models", "OpenAI's model list, with the input each model takes", "openai",
+              {200: s.OpenAIModelList}, error_model=s.OpenAIError),
+    Operation("POST", "/v1/embeddings", "OpenAI's embeddings, by the upstream", "openai", {200: s.OpenAIEmbeddingList},
+              (*_BODY_ERRORS, 404, *_LLM_ERRORS), request=s.OpenAIEmbeddingRequest, error_model=s.OpenAIError),
     Operation("GET", "/healthz", "The process is alive", "health", {200: s.Health}, public=True),
-    Operation("GET", "/readyz", "The LLM server answers", "health", {200: s.Ready}, (503,), public=True),
+    Operation("GET", "/readyz", "Each configured dependency answers", "health", {200: s.Ready}, (503,),
+              public=True),
 )
 
 
@@ -151,13 +166,13 @@ def _examples(app: Flask) -> dict[str, list[str]]:
                 "functions": [spec.name for spec in get_registry()]}
 
 
-def _content(item: Any, components: _Components) -> dict[str, Any]:
+def _content(item: Any, components: _Components, stream_model: type[BaseModel] = s.StreamEvent) -> dict[str, Any]:
     items = item if isinstance(item, tuple) else (item,)
     content: dict[str, Any] = {}
     for one in items:
         if one == SSE:
             # Each frame (as parsed: {"event", "data", ...}) carries one JSON StreamEvent in ``data``.
-            event = components.ref(s.StreamEvent, "serialization")
+            event = components.ref(stream_model, "serialization")
             content[SSE] = {"schema": {
                 "type": "object", "required": ["data"], "description": "one Server-Sent Events frame",
                 "properties": {"data": {"type": "string", "contentMediaType": "application/json",
@@ -204,9 +219,9 @@ def build_spec(app: Flask) -> dict[str, Any]:
         responses: dict[str, Any] = {}
         for status, item in sorted(op.responses.items()):
             responses[str(status)] = {"description": "OK" if status == 200 else "accepted, still running",
-                                      "content": _content(item, components)}
+                                      "content": _content(item, components, op.stream_model)}
         errors = set(op.errors) | ({401} if secured and not op.public else set())
-        error = {"application/json": {"schema": components.ref(s.Error, "serialization")}}
+        error = {"application/json": {"schema": components.ref(op.error_model, "serialization")}}
         for status in sorted(errors):
             responses[str(status)] = {"description": ERROR_STATUSES[status], "content": error}
             if status in (429, 503):
@@ -233,14 +248,16 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "info": {"title": "flowbridge", "version": str(app.config.get("VERSION", "0.1.0")),
                  "description": 'Errors are always `{"error": {"type", "message"}}`. Event streams are '
                                 'Server-Sent Events: `data: {"type": "start"|"progress"|"content"|"done"|"error", '
-                                '"data": ...}`.'},
+                                '"data": ...}`. The OpenAI API under `/v1` keeps to OpenAI\'s shapes instead: '
+                                'errors `{"error": {"message", "type", "param", "code"}}`, streams of '
+                                '`chat.completion.chunk` ending in `data: [DONE]`.'},
         "paths": paths,
         "components": {
             "schemas": dict(sorted(components.schemas.items())),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "one of FLOWBRIDGE_API_KEYS"}},
         },
-        "tags": [{"name": t} for t in ("chat", "ops", "tasks", "functions", "health")],
+        "tags": [{"name": t} for t in ("chat", "openai", "ops", "tasks", "functions", "health")],
     }
     if secured:
         spec["security"] = [{"bearer": []}]

@@ -291,6 +291,143 @@ class InvokeResult(BaseModel):
     result: Any
 
 
+# -- the OpenAI-compatible API (/v1) --------------------------------------------------------
+
+class OpenAIMessage(BaseModel):
+    """One message of an OpenAI conversation (other OpenAI fields pass through to the upstream)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class OpenAIStreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool = False
+
+
+class OpenAIChatRequest(BaseModel):
+    """``POST /v1/chat/completions``: OpenAI's request. ``model`` is a model of ``GET /v1/models``; a flow or
+    workflow model ignores the sampling fields. ``n`` may only be 1; other OpenAI fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(min_length=1)
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: OpenAIStreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    n: int | None = Field(None, description="only 1 (one choice per request)")
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_choice(cls, data: Any) -> Any:
+        n = data.get("n") if isinstance(data, dict) else None
+        if n is not None and (type(n) is not int or n != 1):
+            raise ValueError(f"n={n!r}: this server answers one choice per request; send n=1 or leave it out")
+        return data
+
+
+class OpenAIChoice(BaseModel):
+    index: int
+    message: dict[str, Any]
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class OpenAIChatCompletion(BaseModel):
+    """``POST /v1/chat/completions`` not streamed: ``{"id", "object": "chat.completion", "choices", "usage"}``.
+    Streamed, ``chat.completion.chunk`` objects follow one per ``data:`` line, then ``data: [DONE]``."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[OpenAIChoice]
+    usage: dict[str, int]
+
+
+class OpenAIChatChunk(BaseModel):
+    """One frame of a streamed completion (the last frame is ``data: [DONE]``); ``progress``: a flow's or
+    workflow's progress event, whose text is in the delta's ``reasoning_content``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    usage: dict[str, int] | None = None
+
+
+class OpenAIModel(BaseModel):
+    """A model: the upstream's, ``flow/<name>`` or ``workflow/<name>``; ``input`` says what a chat feeds it."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    description: str = ""
+    input: str = ""
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"]
+    data: list[OpenAIModel]
+
+
+class OpenAIEmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``: text (a string or a list of strings) to embed with the upstream."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+
+class OpenAIEmbeddingList(BaseModel):
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+    model: str
+    usage: dict[str, int]
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="OpenAI's error type, e.g. invalid_request_error, rate_limit_error, server_error")
+    param: str | None = Field(description="the request field at fault, when one is")
+    code: str | None = Field(description="flowbridge's error type, e.g. model_not_found, overloaded")
+
+
+class OpenAIError(BaseModel):
+    """Every error of ``/v1``: OpenAI's ``{"error": {"message", "type", "param", "code"}}``."""
+
+    error: OpenAIErrorDetail
+
+
 # -- health ---------------------------------------------------------------------------------
 
 class Health(BaseModel):
@@ -298,10 +435,20 @@ class Health(BaseModel):
     pid: int
 
 
+class ReadyCheck(BaseModel):
+    """One dependency of ``/readyz`` (``model_server``, ``llm_cache``, ``database``, ``broker``...)."""
+
+    ok: bool
+    required: bool = Field(description="when down, /readyz answers 503")
+    latency_ms: float
+    error: str | None = Field(None, description="why it is down")
+
+
 class Ready(BaseModel):
-    status: Literal["ready"]
+    status: Literal["ready", "degraded"] = Field(description="degraded: an optional dependency is down")
     model: str
     base_url: str
+    checks: dict[str, ReadyCheck]
 
 
 def parse_body(model: type[BaseModel], data: object) -> BaseModel:

@@ -164,8 +164,9 @@ def _escapes(client: FlaskClient, app: Flask, checked: dict[str, set[str]]) -> l
         what = f"{method} {rule.rule}"
         response = client.open(url, method=method)
         to_login = response.status_code in (302, 303) and response.headers["Location"].startswith("/login")
+        # /v1 answers in OpenAI's shape: flowbridge's error type is its ``code``
         refused = (response.status_code == 401 and response.is_json
-                   and response.json["error"]["type"] == "unauthorized"
+                   and "unauthorized" in (response.json["error"]["type"], response.json["error"].get("code"))
                    and response.headers.get("WWW-Authenticate", "").startswith("Bearer"))
         if rule.rule in OPEN_RULES:
             if refused:

@@ -138,7 +138,8 @@ def test_the_api_docs_list_the_json_api_from_the_url_map(client: FlaskClient) ->
     assert "(no description yet)" not in html
     # Groups, in order; pages (this one included), static files and /info are not API routes.
     headings = re.findall(r'<section class="card" id="([^"]+)">', html)
-    assert headings == ["errors", "streams", "chat", "ops", "tasks", "functions", "health"]
+    assert headings == ["errors", "streams", "chat", "openai", "ops", "tasks", "functions", "health"]
+    assert "<code>/v1/chat/completions</code>" in rows["openai.chat_completions"]  # the OpenAI API too
     assert "pages.api_docs" not in rows and "static" not in rows and "tasks.info" not in rows
     assert "curl -N" in html and "text/event-stream" in html and "Retry-After" in html
 

@@ -6,7 +6,7 @@ the open ones (:data:`OPEN_PATHS`, static files) must be authenticated:
 - programs send ``Authorization: Bearer <key>``. The key is compared in
   constant time with every configured key (their SHA-256 digests, so neither
   which key nor its length leaks). Without a valid key an API route
-  (:func:`is_api_path`: ``/api/*``, ``/invoke/*``, ``/functions``, ``/info``, ``/mcp``)
+  (:func:`is_api_path`: ``/api/*``, ``/invoke/*``, ``/functions``, ``/info``, ``/mcp``, ``/v1/*``)
   answers 401 JSON with ``WWW-Authenticate: Bearer`` (a browser navigating to
   one, a GET preferring HTML, is sent to the login form instead);
 - browsers sign in once at ``/login``; the signed session cookie (HttpOnly,
@@ -43,7 +43,7 @@ MIN_KEY_LENGTH = 16
 #: Paths anyone may request: health checks for the orchestrator, metrics for the scraper, the login form.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/logout", "/favicon.ico"})
 #: Path prefixes of the JSON API (each also matches the bare path, e.g. ``/functions``).
-API_PREFIXES = ("/api", "/invoke", "/functions", "/info", "/mcp")
+API_PREFIXES = ("/api", "/invoke", "/functions", "/info", "/mcp", "/v1")
 #: Where the session keeps the fingerprint of the key it signed in with.
 SESSION_KEY = "authenticated"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -146,7 +146,8 @@ def parse_keys(value: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 def is_api_path(path: str) -> bool:
-    """True for the JSON API: ``/api/*``, ``/invoke/*``, ``/functions`` (manifest and page), ``/info``, ``/mcp``."""
+    """True for the JSON API: ``/api/*``, ``/invoke/*``, ``/functions`` (manifest and page), ``/info``, ``/mcp``,
+    ``/v1/*`` (the OpenAI API)."""
     return any(path == p or path.startswith(p + "/") for p in API_PREFIXES)
 
 

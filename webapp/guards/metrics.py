@@ -13,6 +13,7 @@ imports it lazily, from ``init_app`` in the worker; the master never needs it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -25,8 +26,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["MULTIPROC_ENV", "Metrics", "get_metrics", "multiprocess_dir", "render", "start_pool_sampler",
-           "tasks_family"]
+__all__ = ["MULTIPROC_ENV", "Metrics", "add_scrape_hook", "get_metrics", "multiprocess_dir", "render",
+           "start_pool_sampler", "tasks_family"]
+
+logger = logging.getLogger(__name__)
 
 #: The variable that turns on multiprocess mode (read by prometheus_client itself).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -52,6 +55,12 @@ class Metrics:
     upstream_duration: Histogram
     pool_running: Gauge
     pool_queued: Gauge
+    streams_open: Gauge
+    #: Tasks waiting in the broker's queue (``FLOWBRIDGE_BROKER_URL``), by queue; a value for the whole
+    #: cluster, so the last one set by any process is shown (set it from a scrape hook, see add_scrape_hook).
+    queue_depth: Gauge
+    #: Workflow worker processes (``flowbridge worker``) by state (``online``, ``busy``), cluster-wide as above.
+    workers: Gauge
 
 
 _lock = threading.Lock()
@@ -102,6 +111,16 @@ def _build() -> Metrics:
         pool_queued=Gauge(
             "flowbridge_llm_pool_queued", "LLM calls waiting for a pool thread, all live workers",
             registry=registry, multiprocess_mode="livesum"),
+        streams_open=Gauge(
+            "flowbridge_llm_streams_open",
+            "Streamed LLM answers being read now, each on its request's thread (no pool thread), all live workers",
+            registry=registry, multiprocess_mode="livesum"),
+        queue_depth=Gauge(
+            "flowbridge_queue_depth", "Workflow tasks waiting in the broker's queue, by queue (whole cluster)",
+            ["queue"], registry=registry, multiprocess_mode="mostrecent"),
+        workers=Gauge(
+            "flowbridge_workers", "Workflow worker processes, by state: online, busy (whole cluster)",
+            ["state"], registry=registry, multiprocess_mode="mostrecent"),
     )
 
 
@@ -158,6 +177,36 @@ def tasks_family(counts: dict[str, int]) -> GaugeMetricFamily:
     return family
 
 
+_scrape_hooks: dict[str, Callable[[Metrics], None]] = {}
+
+
+def add_scrape_hook(name: str, hook: Callable[[Metrics], None]) -> Callable[[], None]:
+    """Call ``hook(metrics)`` in the scraping process just before each ``/metrics`` answer (replacing a
+    hook of that ``name``), e.g. to set :attr:`Metrics.queue_depth` and :attr:`Metrics.workers` from the
+    broker. A hook that raises is logged and skipped (its gauges keep their last value); it should be quick.
+    Hooks are per process (like the metrics). Returns a function that removes the hook.
+    """
+    with _lock:
+        _scrape_hooks[name] = hook
+
+    def remove() -> None:
+        with _lock:
+            if _scrape_hooks.get(name) is hook:
+                del _scrape_hooks[name]
+
+    return remove
+
+
+def _run_scrape_hooks(metrics: Metrics) -> None:
+    with _lock:
+        hooks = list(_scrape_hooks.items())
+    for name, hook in hooks:
+        try:
+            hook(metrics)
+        except Exception as exc:  # noqa: BLE001 - one broken source must not fail the whole scrape
+            logger.warning("/metrics: the %s scrape hook failed: %s", name, exc)
+
+
 def render(accept: str | None, extra: Callable[[], Iterable[Metric]] | None = None) -> tuple[bytes, str]:
     """The exposition and its content type: every worker's values in multiprocess mode, else this process's.
 
@@ -165,6 +214,7 @@ def render(accept: str | None, extra: Callable[[], Iterable[Metric]] | None = No
     :param extra: metrics computed now by the scraping process (not summed across workers).
     """
     metrics = get_metrics()
+    _run_scrape_hooks(metrics)
     registry = CollectorRegistry()
     if metrics.multiprocess:
         MultiProcessCollector(registry)

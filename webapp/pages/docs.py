@@ -1,6 +1,6 @@
 """The API docs page: a reference of the JSON API, from the app's URL map and its OpenAPI spec.
 
-Every rule under ``/api``, ``/invoke``, ``/functions``, ``/healthz`` and
+Every rule under ``/api``, ``/invoke``, ``/functions``, ``/v1``, ``/healthz`` and
 ``/readyz`` (the pages themselves excepted) is listed with its methods, its
 path and the first paragraph of its view's docstring, grouped by area, and
 with what ``/api/openapi.json`` says of it: the request body, the query
@@ -27,6 +27,7 @@ __all__ = ["Route", "api_routes"]
 #: (group id, title, path prefixes), first match wins; rules matching none of them are not API routes.
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("chat", "Chat", ("/api/chat",)),
+    ("openai", "OpenAI-compatible API (for OpenAI clients; base URL /v1)", ("/v1/",)),
     ("ops", "Ops & flows", ("/api/ops", "/api/flows")),
     ("tasks", "Tasks (FlowGram workflows)", ("/api/task",)),
     ("functions", "Functions", ("/functions", "/invoke")),
