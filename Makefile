@@ -26,6 +26,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/chat_load.py
 	$(PY) bench/tasks.py
 	$(PY) bench/stream.py
+	$(PY) bench/openai_front.py
 	$(PY) bench/capacity.py
 	$(PY) bench/loops.py
 	$(PY) bench/engines.py
