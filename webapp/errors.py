@@ -22,6 +22,7 @@ from llm_client import (
     LLMStatusError,
     LLMTimeoutError,
 )
+from workflow import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,9 @@ def wants_html() -> bool:
     return best == "text/html" and "text/html" in request.headers.get("Accept", "")
 
 
-#: How errors of the LLM client (and the bridge's timeout) answer: first match wins.
+#: How errors of the LLM client (and the bridge's timeout) and of the records database answer: first match wins.
 _CLASSES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (StoreUnavailableError, 503, "store_unavailable"),
     (LLMQueueFullError, 503, "overloaded"),
     (LLMTimeoutError, 504, "upstream_timeout"),
     (asyncio.TimeoutError, 504, "upstream_timeout"),
@@ -119,6 +121,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(LLMError)
     @app.errorhandler(asyncio.TimeoutError)
+    @app.errorhandler(StoreUnavailableError)  # the database restarts: 503, try again shortly
     def _llm_error(exc: Exception) -> Response:
         status, type_, message = classify(exc)
         headers = {"Retry-After": str(retry_after(exc))} if status in (429, 503) else None

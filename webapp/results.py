@@ -1,8 +1,9 @@
 """Results of op and flow runs started from the pages, each kept at a permanent URL ``/results/<id>``.
 
-The results live in the task store's SQLite file (``FLOWBRIDGE_TASK_DB``, default
-``instance/tasks.db``), in a table of their own, so every gunicorn worker serves
-every result and they survive a restart; ``"memory"`` keeps them in one process.
+The results live in the task store's database (``FLOWBRIDGE_TASK_DB``: default
+``instance/tasks.db``, or a ``postgresql://`` URL), in a table of their own, so every gunicorn
+worker (of every machine, on PostgreSQL) serves every result and they survive a restart;
+``"memory"`` keeps them in one process.
 IDs are random and unguessable (``secrets.token_urlsafe(12)``): a result is seen
 by whoever has its link, and the store never lists them. At most ``keep`` results
 are kept; each save deletes the oldest beyond that (one indexed delete).
@@ -14,7 +15,6 @@ import copy
 import json
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -22,10 +22,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from async_utils.per_thread import PerThread
-from workflow import BUSY_TIMEOUT, connect_sqlite
+import sqlalchemy as sa
 
-__all__ = ["MemoryResultStore", "Result", "ResultStore", "SQLiteResultStore", "make_result_store", "new_result_id"]
+from workflow import BUSY_TIMEOUT, connect_sqlite
+from workflow.sql_db import Database
+from workflow.sql_schema import op_results
+from workflow.store import records_location
+
+__all__ = ["MemoryResultStore", "Result", "ResultStore", "SQLResultStore", "SQLiteResultStore", "make_result_store",
+           "new_result_id"]
 
 KINDS = ("op", "flow")
 
@@ -115,85 +120,64 @@ class MemoryResultStore(ResultStore):
             return copy.deepcopy(self._results.get(result_id))  # readers cannot change what is stored
 
 
-_SCHEMA = """
-PRAGMA journal_mode = WAL;
-CREATE TABLE IF NOT EXISTS op_results (
-    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, name TEXT NOT NULL,
-    inputs TEXT NOT NULL, answer TEXT NOT NULL, outputs TEXT NOT NULL, success INTEGER NOT NULL,
-    metadata TEXT NOT NULL, created_at REAL NOT NULL, duration REAL);
-"""
 _COLUMNS = ("id", "kind", "name", "inputs", "answer", "outputs", "success", "metadata", "created_at", "duration")
 _JSON_COLUMNS = frozenset({"inputs", "answer", "outputs", "metadata"})
 
 
-class SQLiteResultStore(ResultStore):
-    """Results in one SQLite file (WAL), shared by every worker process on the machine.
+class SQLResultStore(ResultStore):
+    """Results in the records database (:class:`workflow.sql_db.Database`): a SQLite file (WAL) shared by
+    every worker process on the machine, or PostgreSQL shared by every machine.
 
-    Each thread has its own connection, opened again in a forked child (SQLite
-    connections must not cross a fork). Rows are numbered in insertion order
-    (``seq``), so pruning is one range delete on the primary key.
+    Table ``op_results`` is created and migrated with the task tables (:mod:`workflow.sql_schema`).
+    Rows are numbered in insertion order (``seq``), so pruning is one range delete on the primary key.
 
-    :param path: the database file; the table is created if missing, the directory must exist.
+    :param spec: the database file (the directory must exist) or a ``postgresql://`` URL.
     """
 
-    def __init__(self, path: str | os.PathLike[str], keep: int = 10000, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
+    def __init__(self, spec: str | os.PathLike[str], keep: int = 10000, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
         super().__init__(keep)
-        self.path = os.fspath(path)
+        self._db = Database(os.fspath(spec), busy_timeout=busy_timeout, connect=connect_sqlite)
+        #: The SQLite file, None for PostgreSQL.
+        self.path = self._db.path
         self.busy_timeout = busy_timeout
-        self._connections = PerThread(lambda: connect_sqlite(self.path, self.busy_timeout), sqlite3.Connection.close)
-        self._closed = False
-        self._conn().executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (a forked child opens its own)."""
-        if self._closed:
-            raise RuntimeError(f"result store {self.path} is closed")
-        return self._connections.get()
+        c = op_results.c
+        self._insert_sql = self._db.compile(op_results.insert().values({n: sa.bindparam(n) for n in _COLUMNS})
+                                            .returning(c.seq))
+        self._prune_sql = self._db.compile(op_results.delete().where(c.seq <= sa.bindparam("seq")))
+        self._get_sql = self._db.compile(sa.select(*(c[n] for n in _COLUMNS)).where(c.id == sa.bindparam("id")))
 
     def _insert(self, result: Result) -> None:
-        values = [_json(getattr(result, c)) if c in _JSON_COLUMNS else getattr(result, c) for c in _COLUMNS]
-        values[_COLUMNS.index("success")] = int(result.success)
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            seq = conn.execute(f"INSERT INTO op_results ({', '.join(_COLUMNS)}) VALUES"
-                               f" ({', '.join('?' * len(_COLUMNS))})", values).lastrowid
+        values = {c: _json(getattr(result, c)) if c in _JSON_COLUMNS else getattr(result, c) for c in _COLUMNS}
+        values["success"] = int(result.success)
+        with self._db.transaction() as conn:
+            cursor = conn.cursor()
+            cursor.execute(self._insert_sql, values)
+            seq = cursor.fetchone()[0]
             # seq grows by one per insert and only the oldest rows are deleted, so this keeps `keep` rows
-            conn.execute("DELETE FROM op_results WHERE seq <= ?", ((seq or 0) - self.keep,))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            cursor.execute(self._prune_sql, {"seq": (seq or 0) - self.keep})
 
     def get(self, result_id: str) -> Result | None:
-        row = self._conn().execute(f"SELECT {', '.join(_COLUMNS)} FROM op_results WHERE id = ?",
-                                   (result_id,)).fetchone()
+        row = self._db.execute(self._get_sql, {"id": result_id}).fetchone()
         if row is None:
             return None
-        values = {c: json.loads(row[c]) if c in _JSON_COLUMNS else row[c] for c in _COLUMNS}
+        values = {c: json.loads(v) if c in _JSON_COLUMNS else v for c, v in zip(_COLUMNS, row)}
         values["success"] = bool(values["success"])
         return Result(**values)
 
     def close(self) -> None:
-        self._closed = True
-        self._connections.close()
+        self._db.close()
+
+
+#: The name this store had when it kept SQLite only.
+SQLiteResultStore = SQLResultStore
 
 
 def make_result_store(spec: str, keep: int = 10000) -> ResultStore:
-    """A store from the task store's setting: ``"memory"``, a file path or ``"sqlite:/path"``.
+    """A store from the task store's setting: ``"memory"``, a file path, ``"sqlite:/path"`` or a
+    ``postgresql://`` URL.
 
     Directories are created. :raises ValueError: for an empty spec, another URL
     scheme, ``:memory:`` or a directory (as the task store does).
     """
-    text = spec.strip() if isinstance(spec, str) else ""
-    if text == "memory":
-        return MemoryResultStore(keep)
-    path = text[len("sqlite:"):] if text.startswith("sqlite:") else text
-    path = path[2:] if path.startswith("///") else path
-    if not path or "://" in path or path == ":memory:" or path.endswith(os.sep):
-        raise ValueError(f"result store must be 'memory', a file path or 'sqlite:/path', got {spec!r}")
-    path = os.path.abspath(os.path.expanduser(path))
-    if os.path.isdir(path):
-        raise ValueError(f"result store {spec!r} is a directory, not a database file")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    return SQLiteResultStore(path, keep)
+    location = records_location(spec, "result store")
+    return MemoryResultStore(keep) if location == "memory" else SQLResultStore(location, keep)

@@ -45,7 +45,17 @@ from .nodes.basic import register_builtin_executors
 from .outbound import OutboundURLError, check_outbound_url, parse_allowed_host, parse_outbound_url
 from .report import STATUSES, TERMINAL_STATUSES, mask_secrets
 from .request import Validation, WorkflowInputError
-from .store import BUSY_TIMEOUT, MemoryTaskStore, SQLiteTaskStore, TaskRecord, TaskStore, connect_sqlite, make_task_store
+from .sql_db import StoreUnavailableError
+from .store import (
+    BUSY_TIMEOUT,
+    MemoryTaskStore,
+    SQLiteTaskStore,
+    SQLTaskStore,
+    TaskRecord,
+    TaskStore,
+    connect_sqlite,
+    make_task_store,
+)
 
 register_builtin_executors()
 
@@ -61,8 +71,10 @@ __all__ = [
     "NodeResult",
     "OutboundURLError",
     "RuntimeSettings",
+    "SQLTaskStore",
     "SQLiteTaskStore",
     "STATUSES",
+    "StoreUnavailableError",
     "TERMINAL_STATUSES",
     "TaskCancelAPI",
     "TaskCapacityError",

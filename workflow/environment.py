@@ -18,8 +18,8 @@ from .errors import WorkflowError
 from .executor import RuntimeSettings
 from .outbound import OutboundURLError, parse_allowed_host
 
-#: Variable -> default. Task store: a SQLite file, or "memory" (one process; also what a script
-#: gets when it is empty); hosts llm/http nodes may reach besides the LLM server; per-task
+#: Variable -> default. Task store: a SQLite file, a ``postgresql://`` URL (shared by every machine), or
+#: "memory" (one process; also what a script gets when it is empty); hosts llm/http nodes may reach besides the LLM server; per-task
 #: deadline (seconds); loop bound; tasks running per process; finished tasks are kept this many
 #: hours, and at most this many.
 ENV_DEFAULTS: dict[str, Any] = {
@@ -110,7 +110,8 @@ def runtime_from_env(environ: Mapping[str, Any] | None = None) -> Any:
 
     The same variables as the web app: ``LLM_BASE_URL``/``LLM_MODEL``/``LLM_API_KEY`` (llm nodes whose
     ``apiHost`` is that server use one client built from them), ``FLOWBRIDGE_ALLOWED_HOSTS``, the task
-    limits, and ``FLOWBRIDGE_TASK_DB`` (a SQLite file shared with the server; empty: in memory).
+    limits, and ``FLOWBRIDGE_TASK_DB`` (a SQLite file or ``postgresql://`` URL shared with the server;
+    empty: in memory).
 
     :raises WorkflowConfigError: naming a variable whose value is bad.
     """

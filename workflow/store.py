@@ -1,4 +1,5 @@
-"""Where workflow tasks live: in memory for one process, or in one SQLite file for every worker.
+"""Where workflow tasks live: in memory for one process, in one SQLite file for every worker of a
+machine, or in PostgreSQL for every machine (:mod:`workflow.sql_store`, one implementation for both).
 
 Any gunicorn worker answers report, result and cancel for any task, and results survive a restart.
 A running task's report is saved as it grows: each snapshot and message once, when it can no
@@ -6,7 +7,8 @@ longer change, plus the rest of the report (statuses, running nodes), so saving 
 same at a loop's last iteration as at its first; :meth:`TaskStore.get` returns the whole report.
 Each task has a heartbeat; :meth:`TaskStore.fail_orphans` fails tasks whose process stopped beating,
 so none stays ``processing`` forever. Cancel is a flag, polled by the engine before each node and loop
-iteration. ``store = make_task_store("sqlite:/var/lib/flowbridge/tasks.db")`` (or ``"memory"``).
+iteration. ``store = make_task_store("sqlite:/var/lib/flowbridge/tasks.db")`` (or ``"memory"``, or
+``"postgresql://user:password@host:5432/flowbridge"``).
 """
 
 from __future__ import annotations
@@ -36,9 +38,6 @@ _JSON_FIELDS = frozenset({"schema", "inputs", "outputs", "report"})
 _COLUMNS = ("task_id", "status", "title", "schema", "inputs", "outputs", "report", "error", "created_at",
             "started_at", "finished_at", "cancel_requested", "owner", "heartbeat_at")
 _UPDATABLE = frozenset(_COLUMNS) - {"task_id", "created_at"}
-_LIST_COLUMNS = ", ".join(c for c in _COLUMNS if c not in ("schema", "report"))
-_TERMINAL_SQL = "('succeeded', 'failed', 'canceled')"
-_ACTIVE_SQL = "('pending', 'processing')"
 _owner: tuple[int, str] | None = None
 
 
@@ -159,6 +158,13 @@ class TaskStore(ABC):
         :meth:`get` returns them merged. ``update(report=...)`` replaces the report and its parts.
         """
 
+    def claim(self, task_id: str, owner: str, now: float | None = None) -> bool:
+        """Atomically move a ``pending`` task to ``processing`` for ``owner`` (a queue worker starting it):
+        True for exactly one caller, whatever the processes or machines racing; False if the task is
+        unknown or not pending (already claimed, canceled, failed as lost). Sets ``owner``,
+        ``heartbeat_at`` and ``started_at``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot claim tasks")
+
     @abstractmethod
     def request_cancel(self, task_id: str) -> bool:
         """Set the cancel flag: False for an unknown task, else True, even if finished (FlowGram)."""
@@ -257,6 +263,16 @@ class MemoryTaskStore(TaskStore):
             r.started_at = now if status == "processing" and r.started_at is None else r.started_at
             r.finished_at = now if status in TERMINAL_STATUSES and r.finished_at is None else r.finished_at
 
+    def claim(self, task_id: str, owner: str, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        with self._lock:
+            r = self._tasks.get(task_id)
+            if r is None or r.status != "pending":
+                return False
+            r.status, r.owner, r.heartbeat_at = "processing", owner, now
+            r.started_at = now if r.started_at is None else r.started_at
+            return True
+
     def request_cancel(self, task_id: str) -> bool:
         with self._lock:
             record = self._tasks.get(task_id)
@@ -316,24 +332,42 @@ class MemoryTaskStore(TaskStore):
         pass
 
 
-def make_task_store(spec: str) -> TaskStore:
-    """A store from configuration: ``"memory"``, a file path, or ``"sqlite:/path"`` (directories are created).
+def records_location(spec: str, what: str = "task store") -> str:
+    """``"memory"``, a ``postgresql://`` URL as given, or an absolute SQLite file path (its directory created).
+
+    Shared by the task store and the web app's result store (the same ``FLOWBRIDGE_TASK_DB``).
 
     :raises ValueError: for an empty spec, another URL scheme, ``:memory:`` or a directory
     """
     text = spec.strip() if isinstance(spec, str) else ""
-    if text == "memory":
-        return MemoryTaskStore()
+    if text == "memory" or text.startswith(("postgresql://", "postgresql+psycopg://")):
+        return text
     path = text[len("sqlite:"):] if text.startswith("sqlite:") else text
     path = path[2:] if path.startswith("///") else path  # sqlite:///abs/path
     if not path or "://" in path or path == ":memory:" or path.endswith(os.sep):
-        raise ValueError(f"task store must be 'memory', a file path or 'sqlite:/path', got {spec!r}")
+        raise ValueError(f"{what} must be 'memory', a file path, 'sqlite:/path' or a 'postgresql://' URL, "
+                         f"got {spec!r}")
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.isdir(path):
-        raise ValueError(f"task store {spec!r} is a directory, not a database file")
+        raise ValueError(f"{what} {spec!r} is a directory, not a database file")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    return SQLiteTaskStore(path)
+    return path
 
 
-# The SQLite store builds on the classes above; importers find it here as before.
-from .sqlite_store import SQLiteTaskStore  # noqa: E402
+def make_task_store(spec: str) -> TaskStore:
+    """A store from configuration: ``"memory"``, a file path, ``"sqlite:/path"`` (directories are created)
+    or ``"postgresql://user:password@host:port/database"`` (the schema is created or migrated).
+
+    :raises ValueError: for an empty spec, another URL scheme, ``:memory:`` or a directory
+    :raises StoreUnavailableError: if the PostgreSQL server cannot be reached
+    """
+    location = records_location(spec)
+    if location == "memory":
+        return MemoryTaskStore()
+    if "://" in location:
+        return SQLTaskStore(location)
+    return SQLiteTaskStore(location)
+
+
+# The SQL stores build on the classes above; importers find them here as before.
+from .sql_store import SQLiteTaskStore, SQLTaskStore  # noqa: E402
