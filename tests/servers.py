@@ -101,9 +101,14 @@ class GunicornServer:
 
 @contextmanager
 def two_servers_on_one_store(folder: Path, upstream_url: str, first_workers: int = 2,
-                             second_workers: int = 1) -> Iterator[tuple[GunicornServer, GunicornServer]]:
-    """Two gunicorn masters sharing one SQLite task store in ``folder``: what one runs, the other reports."""
-    env = {"LLM_BASE_URL": upstream_url, "LLM_MAX_RETRIES": "0", "FLOWBRIDGE_TASK_DB": str(folder / "tasks.db")}
+                             second_workers: int = 1, task_db: str | None = None,
+                             ) -> Iterator[tuple[GunicornServer, GunicornServer]]:
+    """Two gunicorn masters sharing one task store: what one runs, the other reports.
+
+    :param task_db: ``FLOWBRIDGE_TASK_DB`` (e.g. a ``postgresql://`` URL); default a SQLite file in ``folder``.
+    """
+    env = {"LLM_BASE_URL": upstream_url, "LLM_MAX_RETRIES": "0",
+           "FLOWBRIDGE_TASK_DB": task_db or str(folder / "tasks.db")}
     with GunicornServer(env, workers=first_workers, threads=4, log_path=folder / "first.log") as first, \
             GunicornServer(env, workers=second_workers, threads=4, log_path=folder / "second.log") as second:
         yield first, second

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from tests.services import postgres_database, postgres_server  # noqa: F401 (fixtures)
 from workflow.report import TaskState, merge_report_parts
-from workflow.store import MemoryTaskStore, SQLiteTaskStore, TaskRecord
+from workflow.store import MemoryTaskStore, SQLTaskStore, TaskRecord
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def sql_spec(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A SQLite file, or a fresh PostgreSQL database."""
+    return str(tmp_path / "t.db") if request.param == "sqlite" else request.getfixturevalue("postgres_database")
 
 
 def test_a_report_saved_in_parts_reads_back_as_the_whole_report() -> None:
@@ -48,8 +57,8 @@ def _state_with_snapshots(n: int) -> TaskState:
     return state
 
 
-def test_sqlite_coalesced_progress_keeps_every_part_and_update_replaces_them(tmp_path) -> None:
-    store = SQLiteTaskStore(tmp_path / "t.db", progress_interval=60)  # later saves are coalesced
+def test_sql_coalesced_progress_keeps_every_part_and_update_replaces_them(sql_spec: str) -> None:
+    store = SQLTaskStore(sql_spec, progress_interval=60)  # later saves are coalesced
     state = _state_with_snapshots(0)
     store.create(_record("t", state.export()))
     for i in range(3):  # the first is written, the next two wait for the interval, their parts add up
@@ -68,8 +77,8 @@ def test_sqlite_coalesced_progress_keeps_every_part_and_update_replaces_them(tmp
     store.close()
 
 
-def test_a_pruned_or_abandoned_task_keeps_no_stray_parts(tmp_path) -> None:
-    for store in (MemoryTaskStore(), SQLiteTaskStore(tmp_path / "t.db", progress_interval=0)):
+def test_a_pruned_or_abandoned_task_keeps_no_stray_parts(sql_spec: str) -> None:
+    for store in (MemoryTaskStore(), SQLTaskStore(sql_spec, progress_interval=0)):
         state = _state_with_snapshots(2)
         store.create(_record("t", {}))
         rest, parts = state.export_progress()

@@ -1,9 +1,14 @@
-"""Task stores: the same behaviour in memory and in SQLite, and SQLite across processes."""
+"""Task stores: the same behaviour in memory, in SQLite and in PostgreSQL, and SQLite across processes.
+
+PostgreSQL cases need a real server (tests/services.py, marked ``services``); the PostgreSQL-only ones
+(restarts, migrations, several processes) are in test_sql_store.py.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 import uuid
 import warnings
@@ -13,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from tests.services import postgres_database, postgres_server  # noqa: F401 (fixtures)
 from workflow.store import (
     MemoryTaskStore,
     SQLiteTaskStore,
+    SQLTaskStore,
     TaskRecord,
     TaskStore,
     abandoned_message,
@@ -46,9 +53,15 @@ def record(task_id: str | None = None, status: str = "pending", created_at: floa
     return TaskRecord(**values)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskStore]:
-    s: TaskStore = MemoryTaskStore() if request.param == "memory" else SQLiteTaskStore(tmp_path / "tasks.db")
+    s: TaskStore
+    if request.param == "memory":
+        s = MemoryTaskStore()
+    elif request.param == "sqlite":
+        s = SQLiteTaskStore(tmp_path / "tasks.db")
+    else:
+        s = SQLTaskStore(request.getfixturevalue("postgres_database"))
     yield s
     s.close()
 
@@ -57,6 +70,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskStore]
 def sqlite_path(tmp_path: Path) -> Path:
     (tmp_path / "shared").mkdir()
     return tmp_path / "shared" / "tasks.db"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def sql_spec(request: pytest.FixtureRequest, sqlite_path: Path) -> str:
+    """Where a SQL store lives: a SQLite file, or a fresh PostgreSQL database."""
+    return str(sqlite_path) if request.param == "sqlite" else request.getfixturevalue("postgres_database")
 
 
 def test_create_get_round_trip(store: TaskStore) -> None:
@@ -190,17 +209,38 @@ def test_fail_orphans(store: TaskStore) -> None:
     assert store.fail_orphans(T0 + 60, stale_after=30) == []
 
 
+def test_claim_lets_exactly_one_caller_start_a_pending_task(store: TaskStore) -> None:
+    store.create(record("q", heartbeat_at=T0))
+    store.create(record("busy", status="processing"))
+    wins: list[str] = []
+
+    def claimer(name: str) -> None:
+        if store.claim("q", name, now=T0 + 5):
+            wins.append(name)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(wins) == 1
+    got = store.get("q")
+    assert got is not None and (got.status, got.owner, got.heartbeat_at, got.started_at) == (
+        "processing", wins[0], T0 + 5, T0 + 5)
+    assert store.claim("busy", "w9") is False and store.claim("nope", "w9") is False
+
+
 def test_process_owner_id() -> None:
     host, pid, token = process_owner_id().rsplit(":", 2)
     assert host and int(pid) == os.getpid() and token
     assert process_owner_id() == process_owner_id()
 
 
-# -- SQLite only --------------------------------------------------------------------------------------
+# -- SQL stores (SQLite, PostgreSQL) ------------------------------------------------------------------
 
 
-def test_sqlite_coalesces_progress(tmp_path: Path) -> None:
-    with SQLiteTaskStore(tmp_path / "t.db", progress_interval=3600) as store:
+def test_sql_coalesces_progress(sql_spec: str) -> None:
+    with SQLTaskStore(sql_spec, progress_interval=3600) as store:
         store.create(record("a"))
         first = {**REPORT, "id": "first"}
         store.save_progress("a", "processing", first)  # first progress: written at once
@@ -222,8 +262,8 @@ def test_sqlite_coalesces_progress(tmp_path: Path) -> None:
         assert (got.status, got.report["id"], got.error) == ("failed", "final", "boom")
 
 
-def test_sqlite_flusher_writes_skipped_progress(tmp_path: Path) -> None:
-    with SQLiteTaskStore(tmp_path / "t.db", progress_interval=0.01) as store:
+def test_sql_flusher_writes_skipped_progress(sql_spec: str) -> None:
+    with SQLTaskStore(sql_spec, progress_interval=0.01) as store:
         store.create(record("a"))
         store.save_progress("a", "processing", {"id": "first"})
         store.save_progress("a", "processing", {"id": "latest"})
@@ -236,9 +276,11 @@ def test_sqlite_flusher_writes_skipped_progress(tmp_path: Path) -> None:
         assert got.report == {"id": "latest"}
 
 
-def test_sqlite_close_flushes_and_survives_restart(sqlite_path: Path) -> None:
-    store = make_task_store(f"sqlite:{sqlite_path}")
-    assert isinstance(store, SQLiteTaskStore) and sqlite_path.exists()
+def test_sql_close_flushes_and_survives_restart(sql_spec: str) -> None:
+    store = make_task_store(sql_spec if "://" in sql_spec else f"sqlite:{sql_spec}")
+    assert isinstance(store, SQLTaskStore)
+    assert isinstance(store, SQLiteTaskStore) == ("://" not in sql_spec)
+    assert store.path is None or Path(store.path).exists()
     store.create(record("a", report=REPORT))
     store.save_progress("a", "processing", {"id": "one"})
     store.save_progress("a", "processing", {"id": "two"})
@@ -247,7 +289,7 @@ def test_sqlite_close_flushes_and_survives_restart(sqlite_path: Path) -> None:
     store.close()  # twice is fine
     with pytest.raises(RuntimeError, match="closed"):
         store.get("a")
-    with make_task_store(str(sqlite_path)) as reopened:
+    with make_task_store(sql_spec) as reopened:
         got = reopened.get("a")
         assert got is not None and got.report == {"id": "two"} and got.cancel_requested
         assert got.schema == SCHEMA and got.inputs == {"q": "hi", "n": [1, 2]}
@@ -268,15 +310,15 @@ def test_make_task_store(tmp_path: Path) -> None:
         make_task_store(str(tmp_path))
 
 
-def _child_writes(path: str, task_id: str) -> None:
-    with SQLiteTaskStore(path) as store:
+def _child_writes(spec: str, task_id: str) -> None:
+    with SQLTaskStore(spec) as store:
         store.create(record(task_id, owner=process_owner_id()))
         store.save_progress(task_id, "processing", REPORT)
         store.update(task_id, status="succeeded", outputs={"from": "child"}, finished_at=T0 + 1)
 
 
-def _child_dies_processing(path: str, task_id: str) -> None:
-    store = SQLiteTaskStore(path)
+def _child_dies_processing(spec: str, task_id: str) -> None:
+    store = SQLTaskStore(spec)
     store.create(record(task_id, owner=process_owner_id(), heartbeat_at=time.time()))
     store.save_progress(task_id, "processing", REPORT)
     os._exit(0)  # dies without closing anything or finishing its task
@@ -292,19 +334,19 @@ def _run_child(target: Any, *args: Any) -> None:
     assert proc.exitcode == 0
 
 
-def test_sqlite_other_process_sees_child_writes(sqlite_path: Path) -> None:
-    with SQLiteTaskStore(sqlite_path) as store:  # open before the child: live connections on both sides
+def test_sql_other_process_sees_child_writes(sql_spec: str) -> None:
+    with SQLTaskStore(sql_spec) as store:  # open before the child: live connections on both sides
         assert store.get("c") is None
-        _run_child(_child_writes, str(sqlite_path), "c")
+        _run_child(_child_writes, sql_spec, "c")
         got = store.get("c")
         assert got is not None and (got.status, got.outputs, got.report) == ("succeeded", {"from": "child"}, REPORT)
         assert got.owner != process_owner_id() and got.owner.split(":")[1] != str(os.getpid())
         assert store.request_cancel("c") is True
 
 
-def test_sqlite_task_of_dead_process_fails_once_stale(sqlite_path: Path) -> None:
-    with SQLiteTaskStore(sqlite_path) as store:
-        _run_child(_child_dies_processing, str(sqlite_path), "orphan")
+def test_sql_task_of_dead_process_fails_once_stale(sql_spec: str) -> None:
+    with SQLTaskStore(sql_spec) as store:
+        _run_child(_child_dies_processing, sql_spec, "orphan")
         got = store.get("orphan")
         assert got is not None and got.status == "processing" and got.report == REPORT
         assert store.fail_orphans(got.heartbeat_at + 10, stale_after=30) == []  # not stale yet
@@ -315,15 +357,15 @@ def test_sqlite_task_of_dead_process_fails_once_stale(sqlite_path: Path) -> None
         assert got.report["messages"]["error"][-1]["message"] == got.error
 
 
-def _forked_child(store: SQLiteTaskStore, parent_owner: str) -> None:
+def _forked_child(store: SQLTaskStore, parent_owner: str) -> None:
     assert process_owner_id() != parent_owner
     store.save_progress("f", "succeeded", {"id": "from-fork"}, outputs={"ok": True})
     store.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_sqlite_store_works_after_fork(tmp_path: Path) -> None:
-    with SQLiteTaskStore(tmp_path / "t.db") as store:
+def test_sql_store_works_after_fork(sql_spec: str) -> None:
+    with SQLTaskStore(sql_spec) as store:
         store.create(record("f", status="processing"))
         store.save_progress("f", "processing", {"id": "parent"})  # the parent holds a live connection
         with warnings.catch_warnings():  # 3.12+ warns about forking with threads; none of ours is involved
