@@ -37,6 +37,8 @@ class PoolStats:
     queued: int
     #: most calls that may run or wait at once (size + ``LLM_ASYNC_QUEUE_SIZE``)
     capacity: int
+    #: seconds one call may take, or one item of a stream wait (``LLM_ASYNC_TIMEOUT``); None: no limit
+    timeout: float | None = None
 
 
 class AsyncBridge:
@@ -70,6 +72,7 @@ class AsyncBridge:
                 running=self._running,
                 queued=self._pending - self._running,
                 capacity=self.workers + self.queue_size,
+                timeout=self.timeout,
             )
 
     @property

@@ -19,11 +19,17 @@ turns any source of such events, a sync or an async iterator, into the body of a
   ``resumes`` one cut earlier does not begin with another ``start``;
 * when the client goes away the source is closed (its ``finally`` runs, and an
   upstream LLM response it holds is closed) within about ``probe_interval``
-  seconds for async sources. A sync source is checked between its events.
+  seconds for async sources. A sync source is checked between its events, and
+  while it waits if it calls :func:`idle` meanwhile (a chat stream reading its
+  upstream on the request thread does, every :func:`probe_interval` seconds of
+  silence): :func:`idle` raises :class:`ClientGone` once the client went away,
+  and sends the heartbeat when one is due.
 
 Async sources run on the request thread's persistent loop
 (:func:`async_utils.thread_loop`), the one ``async_route`` views use: nothing is
-created per stream.
+created per stream. Sync sources run on the request thread itself; a heartbeat
+sent while one waits goes out through the WSGI ``write`` callable (the server's
+own framing), on that same thread.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import asyncio
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -45,6 +52,7 @@ from .errors import classify
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ClientGone",
     "EVENT_TYPES",
     "EventStream",
     "content",
@@ -52,7 +60,9 @@ __all__ = [
     "encode",
     "error",
     "error_from",
+    "idle",
     "last_event_id",
+    "probe_interval",
     "progress",
     "sse_response",
     "start",
@@ -68,6 +78,8 @@ _TERMINAL = frozenset({"done", "error"})
 #: response headers of every stream (X-Accel-Buffering: nginx must not buffer it)
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 HEARTBEAT_FRAME = b": keep-alive\n\n"
+#: seconds between two looks at the client of a stream while its source waits
+PROBE_INTERVAL = 0.5
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -169,6 +181,30 @@ def _request_socket() -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
+class ClientGone(Exception):
+    """Raised by :func:`idle` in a source whose client went away: the source stops, closing what it holds."""
+
+
+_driving = threading.local()  # .stream: the EventStream whose sync source runs on this thread now
+
+
+def idle() -> None:
+    """What a sync source calls while it waits (e.g. for its upstream): the stream's chores in silence.
+
+    Sends a heartbeat when one is due; raises :class:`ClientGone` once the client went away. Does
+    nothing when no :class:`EventStream` drives the caller (a source iterated directly).
+    """
+    stream: EventStream | None = getattr(_driving, "stream", None)
+    if stream is not None:
+        stream.idle()
+
+
+def probe_interval() -> float:
+    """Seconds between two :func:`idle` calls of a waiting source: its stream's ``probe_interval``."""
+    stream: EventStream | None = getattr(_driving, "stream", None)
+    return stream.probe_interval if stream is not None else PROBE_INTERVAL
+
+
 # -- the stream ----------------------------------------------------------------------------------
 
 class EventStream:
@@ -189,7 +225,7 @@ class EventStream:
         *,
         heartbeat: float = 15.0,
         gone: Callable[[], bool] | None = None,
-        probe_interval: float = 0.5,
+        probe_interval: float = PROBE_INTERVAL,
         retry: int | None = None,
         resumed: bool = False,
     ) -> None:
@@ -201,6 +237,9 @@ class EventStream:
         self.probe_interval = min(probe_interval, heartbeat)
         self.sent: list[str] = []  # event types sent, for logging and tests
         self.abandoned = False  # the client went away before the end
+        #: the WSGI ``write`` callable (set by :func:`sse_response`): heartbeats while a sync source waits
+        self.write: Callable[[bytes], Any] | None = None
+        self._last_write = time.monotonic()
 
     def __iter__(self) -> Iterator[bytes]:
         events = self._async_frames() if hasattr(self.source, "__anext__") else self._sync_frames()
@@ -241,24 +280,49 @@ class EventStream:
         self.abandoned = True
         logger.info("client went away; closing the stream")
 
+    def idle(self) -> None:
+        """Called (through :func:`idle`) by a sync source that waits: raise ClientGone once the client
+        went away, else send a heartbeat if one is due (once the stream has begun)."""
+        if self.gone():
+            self._abandon()
+            raise ClientGone("the client went away")
+        if self.write is None or not self.sent or time.monotonic() - self._last_write < self.heartbeat:
+            return
+        self._last_write = time.monotonic()
+        try:
+            self.write(HEARTBEAT_FRAME)
+        except OSError:
+            self._abandon()
+            raise ClientGone("the client went away") from None
+
     # Both frame generators yield events, or None for "send a heartbeat now".
 
     def _sync_frames(self) -> Iterator[Event | None]:
         iterator = iter(self.source)  # type: ignore[arg-type]
         try:
             while True:
+                driving, _driving.stream = getattr(_driving, "stream", None), self  # for idle()
+                failure: Exception | None = None
                 try:
                     event = next(iterator)
                 except StopIteration:
                     return
+                except ClientGone:
+                    return  # abandoned: the source closed what it held on the way out
                 except Exception as exc:  # noqa: BLE001 - becomes the stream's error event
-                    yield error_from(exc)
+                    failure = exc
+                finally:
+                    _driving.stream = driving
+                if failure is not None:
+                    yield error_from(failure)
                     return
                 try:
-                    yield _check(event)
+                    checked = _check(event)
                 except TypeError as exc:
                     yield error_from(exc)
                     return
+                self._last_write = time.monotonic()
+                yield checked
                 if self.gone():
                     self._abandon()
                     return
@@ -321,7 +385,25 @@ def sse_response(source: Iterable[Event] | AsyncIterator[Event], *, heartbeat: f
         heartbeat = float(current_app.config.get("FLOWBRIDGE_SSE_HEARTBEAT", 15.0))
     sock = _request_socket()
     stream = EventStream(source, heartbeat=heartbeat, gone=lambda: client_gone(sock), retry=retry, resumed=resumed)
-    return Response(stream_with_context(iter(stream)), mimetype="text/event-stream", headers=HEADERS)
+    response = _EventStreamResponse(stream_with_context(iter(stream)), mimetype="text/event-stream", headers=HEADERS)
+    response.event_stream = stream
+    return response
+
+
+class _EventStreamResponse(Response):
+    """A response that hands the WSGI ``write`` callable to its :class:`EventStream`, which sends heartbeats
+    through it while a sync source waits (on the request thread, between the frames the server writes)."""
+
+    event_stream: EventStream | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def start(*args: Any) -> Any:
+            write = start_response(*args)
+            if self.event_stream is not None and callable(write):
+                self.event_stream.write = write
+            return write
+
+        return super().__call__(environ, start)
 
 
 def wants_stream(flag: bool | None = None) -> bool:

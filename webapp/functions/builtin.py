@@ -1,7 +1,8 @@
 """The built-in functions, the examples of seeds/004 made real; every app serves them.
 
 * ``batch_process`` (sync generator): progress after each item, with its result;
-* ``chat_stream`` (async generator): the LLM's answer as ``content`` deltas;
+* ``chat_stream`` (sync generator, read on the request thread: see :mod:`webapp.chat`): the LLM's
+  answer as ``content`` deltas;
 * ``process_text_file`` (sync generator): an uploaded text file line by line, progress every N lines;
 * ``count_to`` (async generator): progress from 1 to n, for ``curl -N`` demos;
 * ``word_count`` (plain function): JSON.
@@ -66,13 +67,13 @@ def process_item(item: Any) -> dict[str, Any]:
     {"name": "temperature", "minimum": 0, "maximum": 2},
     {"name": "max_tokens", "minimum": 1, "maximum": 32768},
 ])
-async def chat_stream(
+def chat_stream(
     message: str | None = None,
     messages: list[dict] | None = None,
     temperature: float = 0.7,
     max_tokens: int = 256,
     system_prompt: str | None = None,
-) -> AsyncIterator[Event]:
+) -> Iterator[Event]:
     """Stream the LLM's answer: ``start`` with the model, ``content`` deltas, ``done`` with counts.
 
     Args:
@@ -85,10 +86,9 @@ async def chat_stream(
     conversation = _conversation(message, messages, system_prompt)
     client = get_llm_client()
     check_capacity(client)
-    # aclosing: closing this generator closes chat_events now, and with it the upstream response.
-    async with contextlib.aclosing(chat_events(client, conversation, temperature, max_tokens)) as events:
-        async for event in events:
-            yield event
+    # closing: closing this generator closes chat_events now, and with it the upstream response.
+    with contextlib.closing(chat_events(client, conversation, temperature, max_tokens)) as events:
+        yield from events
 
 
 def _conversation(message: str | None, messages: list[dict] | None, system_prompt: str | None) -> list[dict]:

@@ -287,7 +287,8 @@ def _remember_route() -> None:
 
 
 def sample_pool(app: Flask) -> None:
-    """Copy this process's LLM pool counts to the gauges; never creates the client.
+    """Copy this process's LLM pool counts, and its open streams (:mod:`webapp.chat`), to the gauges;
+    never creates the client.
 
     Called when a request ends, on a scrape, and by this worker's sampler thread
     (:func:`webapp.guards.metrics.start_pool_sampler`), which keeps the gauges current between requests.
@@ -298,10 +299,13 @@ def sample_pool(app: Flask) -> None:
     entry = app.extensions.get("flowbridge", {}).get("llm_client")  # (client, pid), see extensions._per_process
     if entry is None or entry[1] != os.getpid():
         return
+    from ..chat import open_streams
+
     stats = entry[0].pool_stats
     metrics = get_metrics()
     metrics.pool_running.set(stats.running)
     metrics.pool_queued.set(stats.queued)
+    metrics.streams_open.set(open_streams(entry[0]))
 
 
 def _observe_upstream(path: str, seconds: float, outcome: str) -> None:
@@ -313,7 +317,7 @@ def _observe_upstream(path: str, seconds: float, outcome: str) -> None:
 
 
 def _task_counts(app: Flask) -> Iterator[Any]:
-    from workflow import STATUSES
+    from workflow import STATUSES, StoreUnavailableError
 
     from ..extensions import get_workflow_runtime
     from .metrics import tasks_family
@@ -321,7 +325,7 @@ def _task_counts(app: Flask) -> Iterator[Any]:
     try:
         store = get_workflow_runtime(app).store
         counts = {status: store.count(status) for status in STATUSES}
-    except sqlite3.Error as exc:  # a busy or broken task DB must not fail the whole scrape
+    except (sqlite3.Error, StoreUnavailableError) as exc:  # a busy or broken task DB must not fail the scrape
         logger.warning("tasks by status left out of /metrics: %s", exc)
         return
     yield tasks_family(counts)
