@@ -24,6 +24,7 @@ from .errors import WorkflowError
 from .executor import RuntimeSettings
 from .llm_clients import LLMClients
 from .progress import ProgressSaver
+from .queue import QueuedRuns, TaskQueue, TaskQueueError
 from .report import TaskState
 from .request import (
     Validation,
@@ -37,7 +38,8 @@ from .request import (
 from .store import MemoryTaskStore, TaskRecord, TaskStore, _abandon_report, process_owner_id
 from .validation import validate_schema, validate_task
 
-__all__ = ["TaskCapacityError", "WorkflowInputError", "WorkflowRuntime", "check_request", "parse_schema"]
+__all__ = ["TaskCapacityError", "TaskQueueError", "WorkflowInputError", "WorkflowRuntime", "check_request",
+           "parse_schema"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +55,17 @@ class TaskCapacityError(WorkflowError, RuntimeError):
     """This process already runs ``max_running`` tasks."""
 
 
-class WorkflowRuntime:
+class WorkflowRuntime(QueuedRuns):
     """Runs workflow tasks in this process and answers for tasks of every process.
 
     :param store: where tasks live (default: in memory, this process only).
     :param settings: allowed hosts, LLM defaults, code limits.
     :param llm_provider: returns the app's :class:`~llm_client.LLMClient`.
     :param max_running: tasks this process runs at once; beyond, :class:`TaskCapacityError`.
+    :param queue: run tasks in worker processes through this queue (:meth:`run` queues them, a worker
+        calls :meth:`execute`); None: in this process.
+    :param orphan_after: seconds without a heartbeat after which a task is failed as abandoned, by
+        whichever process notices; heartbeats go every sixth of it (at most every ``HEARTBEAT_INTERVAL``).
     """
 
     def __init__(
@@ -72,8 +78,13 @@ class WorkflowRuntime:
         max_running: int = 32,
         retention_seconds: float | None = 7 * 24 * 3600,
         max_tasks: int | None = 10_000,
+        queue: TaskQueue | None = None,
+        orphan_after: float = ORPHAN_AFTER,
     ) -> None:
         self.store = store or MemoryTaskStore()
+        self.queue = queue
+        self.orphan_after = orphan_after
+        self.heartbeat_interval = min(HEARTBEAT_INTERVAL, orphan_after / 6)
         self.settings = settings or RuntimeSettings()
         self.limits = limits or Limits()
         self.max_running = max_running
@@ -118,11 +129,28 @@ class WorkflowRuntime:
         while True:
             try:
                 self.store.heartbeat(owner, list(self._runs))
-                self.store.fail_orphans(stale_after=ORPHAN_AFTER)
+                if self.queue is not None:
+                    await self._queue_housekeeping()
+                self.store.fail_orphans(stale_after=self.orphan_after)
                 self.store.prune(self.retention_seconds, self.max_tasks)
             except Exception:  # never let housekeeping die; the next round retries
                 logger.exception("task store housekeeping failed")
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            await asyncio.sleep(self.heartbeat_interval)
+
+    async def _queue_housekeeping(self) -> None:
+        """The queue's round (heartbeats of queued tasks...), off the loop: it talks to the broker. A broker
+        that is down only delays it: tasks it keeps alive are failed as orphans if that lasts ``orphan_after``."""
+        assert self.queue is not None
+        try:
+            await asyncio.to_thread(self.queue.housekeeping, self.store)
+        except TaskQueueError as exc:  # one line a round, not a traceback
+            logger.warning("task queue housekeeping: %s", exc)
+        except Exception:
+            logger.exception("task queue housekeeping failed")
+
+    def start(self) -> None:
+        """Start the background loop and housekeeping now (a queue worker, before its first task)."""
+        self._ensure_loop()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop this process's running tasks, record each as failed, and stop and close the loop.
@@ -157,6 +185,8 @@ class WorkflowRuntime:
         self._llm_clients.close()
         self.store.flush()
         self._record_shutdown(interrupted, message)
+        if self.queue is not None:
+            self.queue.close()
 
     def _record_shutdown(self, task_ids: list[str], message: str) -> None:
         """Fail the tasks the loop could not mark (it was stuck or gone); give failed ones their error."""
@@ -219,6 +249,8 @@ class WorkflowRuntime:
             record.report, record.outputs = state.export(), {}
             self.store.create(record)
             return task_id
+        if self.queue is not None:
+            return self._enqueue(record, state)
         if len(self._runs) >= self.max_running and self._pid == os.getpid():
             raise TaskCapacityError(f"this process already runs {self.max_running} tasks; try again later")
         record.status, record.started_at = "processing", now
@@ -303,6 +335,8 @@ class WorkflowRuntime:
     def cancel(self, task_id: str) -> bool:
         """Request cancel (honoured by whichever process runs it); False for an unknown task."""
         known = self.store.request_cancel(task_id)
+        if known and self.queue is not None:
+            self._cancel_queued(task_id)
         run = self._runs.get(task_id)
         if run is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(run.cancel)
