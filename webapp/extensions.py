@@ -101,7 +101,18 @@ def _build_workflow_runtime(app: Flask) -> WorkflowRuntime:
         max_running=config["FLOWBRIDGE_MAX_RUNNING_TASKS"],
         retention_seconds=config["FLOWBRIDGE_TASK_RETENTION_HOURS"] * 3600,
         max_tasks=config["FLOWBRIDGE_TASK_KEEP"],
+        queue=_build_task_queue(app),
+        orphan_after=config["FLOWBRIDGE_ORPHAN_AFTER"],
     )
+
+
+def _build_task_queue(app: Flask) -> Any:
+    """The Celery queue of ``FLOWBRIDGE_BROKER_URL`` (imported only then: the embedded default needs no Celery)."""
+    if not app.config["FLOWBRIDGE_BROKER_URL"]:
+        return None
+    from .server.task_queue import RedisTaskQueue
+
+    return RedisTaskQueue(app.config)
 
 
 def close_workflow_runtime(app: Flask, timeout: float = 5.0) -> None:

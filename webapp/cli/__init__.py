@@ -10,6 +10,7 @@ settings of the environment (``LLM_*``, ``FLOWBRIDGE_*``), and no server:
 * ``run-workflow schema.json --inputs '{...}'`` runs a FlowGram workflow, showing node statuses;
 * ``batch prompts.txt --out results.jsonl`` answers one prompt per line, resumably.
 * ``mcp`` serves the tool ops and flows as an MCP server on stdin/stdout.
+* ``worker --concurrency N`` runs the workflow tasks app servers queue on ``FLOWBRIDGE_BROKER_URL``.
 
 Every command has ``--help``. Errors are one line on stderr and a non-zero
 exit status: 2 for bad usage, 1 for anything else, 130 after Ctrl-C.
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .chat import add_chat_parser
     from .mcp import add_mcp_parser
     from .ops import add_run_op_parser
+    from .worker import add_worker_parser
     from .workflow import add_run_workflow_parser
 
     parser = _Parser(prog="flowbridge", description="Run LLM workflows behind Flask + gunicorn.")
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_workflow_parser(commands)
     add_batch_parser(commands)
     add_mcp_parser(commands)
+    add_worker_parser(commands)
     return parser
 
 

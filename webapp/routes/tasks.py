@@ -8,9 +8,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from workflow import TaskCapacityError, WorkflowInputError, WorkflowRuntime
+from workflow.queue import TaskQueueError
 
 from ..errors import APIError, error_response
 from ..extensions import get_workflow_runtime
+from ..guards.metrics import Metrics, add_scrape_hook
 from ..guards.deadlines import MAX_WAIT_SECONDS
 from ..query import MAX_OFFSET, QueryError, int_arg
 from ..schemas import TaskCancelRequest, TaskRunRequest, TaskValidateRequest, parse_body
@@ -32,6 +34,30 @@ MAX_EVENT_ID_DIGITS = 12
 
 def _runtime() -> WorkflowRuntime:
     return get_workflow_runtime()
+
+
+@bp.record_once
+def _observe_the_task_queue(state: Any) -> None:
+    """With ``FLOWBRIDGE_BROKER_URL``: ``/readyz`` reports the broker, ``/metrics`` the queue and its workers."""
+    from .health import add_readiness_check
+
+    app = state.app
+    if not app.config["FLOWBRIDGE_BROKER_URL"]:
+        return
+
+    def queue() -> Any:
+        return get_workflow_runtime(app).queue
+
+    def scrape(metrics: Metrics) -> None:
+        from ..server.task_queue import QUEUE
+
+        queued, online, busy = queue().observe()
+        metrics.queue_depth.labels(queue=QUEUE).set(queued)
+        metrics.workers.labels(state="online").set(online)
+        metrics.workers.labels(state="busy").set(busy)
+
+    add_readiness_check(app, "broker", lambda timeout: queue().ping(timeout))
+    add_scrape_hook("task_queue", scrape)
 
 
 def _body() -> dict[str, Any]:
@@ -77,6 +103,8 @@ def run_task() -> Response:
         raise APIError(str(exc)) from None
     except TaskCapacityError as exc:
         return error_response(503, "overloaded", str(exc), {"Retry-After": "2"})
+    except TaskQueueError as exc:  # the broker is down (a task recorded before its send failed says so)
+        return error_response(503, "queue_unavailable", str(exc), {"Retry-After": "5"})
     if not wait:
         return jsonify({"taskID": task_id})
     record = _runtime().wait(task_id, wait)
