@@ -83,10 +83,13 @@ def test_a_database_restart_is_a_503_meanwhile_and_then_recovers(
         assert "unavailable" in response.json["error"]["message"] and int(response.headers["Retry-After"]) >= 1
         page = client.get("/tasks", headers={"Accept": "text/html"})
         assert page.status_code == 503 and "unavailable" in page.get_data(as_text=True)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json["checks"]["database"]["ok"] is False
     finally:
         postgres_server.start()
     assert client.get(f"/api/task/result?taskID={task_id}").json == {"answer": "echo: before"}  # no app restart
     _run(client, "after")
+    assert client.get("/readyz").json["checks"]["database"]["ok"] is True
 
 
 def test_two_app_servers_share_tasks_and_results_through_postgres(

@@ -38,10 +38,13 @@ def _runtime() -> WorkflowRuntime:
 
 @bp.record_once
 def _observe_the_task_queue(state: Any) -> None:
-    """With ``FLOWBRIDGE_BROKER_URL``: ``/readyz`` reports the broker, ``/metrics`` the queue and its workers."""
+    """``/readyz`` reports a PostgreSQL records database; with ``FLOWBRIDGE_BROKER_URL``, the broker too, and
+    ``/metrics`` the queue and its workers."""
     from .health import add_readiness_check
 
     app = state.app
+    if str(app.config.get("FLOWBRIDGE_TASK_DB") or "").startswith("postgresql"):  # a database of its own
+        add_readiness_check(app, "database", lambda timeout: get_workflow_runtime(app).store.count())
     if not app.config["FLOWBRIDGE_BROKER_URL"]:
         return
 
