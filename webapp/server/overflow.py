@@ -59,8 +59,14 @@ def is_light(line: bytes) -> bool:
     return path in LIGHT_PATHS
 
 
-def refuse(sock: socket.socket, retry_after: int) -> None:
-    """Answer 503 ``overloaded`` on ``sock`` and close it; never blocks the worker's loop."""
+def refuse(sock: socket.socket, retry_after: int) -> bool:
+    """Answer 503 ``overloaded`` on ``sock`` and shut its sending side; never blocks the worker's loop.
+
+    The caller closes ``sock``, once the client closed its side or after a short linger: closing it
+    while more of the request (a body sent after the headers) arrives would reset the connection,
+    and the client could lose the 503 it had not read yet. False when the connection is broken (it is
+    then closed here).
+    """
     retry_after = max(RETRY_AFTER_MIN, min(RETRY_AFTER_MAX, retry_after))
     body = json.dumps({"error": {
         "type": "overloaded",
@@ -79,9 +85,9 @@ def refuse(sock: socket.socket, retry_after: int) -> None:
         sock.send(head + body)  # small enough for an empty send buffer
         sock.shutdown(socket.SHUT_WR)
     except OSError:
-        pass
-    finally:
         sock.close()
+        return False
+    return True
 
 
 def estimate_retry_after(capacity: Any, backlog: int) -> int:
