@@ -150,7 +150,8 @@ async def _one_stream(session: aiohttp.ClientSession, url: str, i: int, quick: b
         else:
             record["error"] = f"stream stalled ({type(exc).__name__})"
     except (aiohttp.ClientError, OSError, ValueError) as exc:
-        record["error"] = type(exc).__name__
+        why = getattr(exc, "strerror", None)  # e.g. "Connection reset by peer": what kind of OSError
+        record["error"] = type(exc).__name__ + (f" ({why})" if why else "")
     finally:
         if opened:
             state.open -= 1
