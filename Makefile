@@ -30,6 +30,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/capacity.py
 	$(PY) bench/loops.py
 	$(PY) bench/engines.py
+	$(PY) bench/scale_out.py --postgres
 
 install: $(VENV)/.installed
 
