@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import requests  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    ROOT,
     UpstreamProcess,
     cpu_seconds,
     loadavg,
@@ -58,7 +54,7 @@ from bench._common import (  # noqa: E402
     write_json,
 )
 from bench.tasks import SCHEMA  # noqa: E402
-from tests.servers import GunicornServer  # noqa: E402
+from tests.servers import GunicornServer, QueueWorker  # noqa: E402
 from tests.services import PostgresServer, RedisServer, _pg_bin  # noqa: E402
 from workflow.store import TaskStore, make_task_store  # noqa: E402
 
@@ -76,40 +72,6 @@ MAX_RETRIES = 100
 ENDED = ("succeeded", "failed", "canceled")
 
 
-class WorkerProcess:
-    """``python -m webapp.cli worker`` (what ``flowbridge worker`` runs), ready once it says so."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env, self.log_path = env, log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "webapp.cli", "worker", "--concurrency", str(WORKER_CONCURRENCY),
-                 "--loglevel", "WARNING"], cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=log)
-        return self
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise RuntimeError(f"worker exited; log: {self.log_path}")
-            if b" ready: " in self.log_path.read_bytes():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready within {timeout}s; log: {self.log_path}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
 class Config:
     """One app server, its task store and (when queued) its workers on its own Redis database."""
 
@@ -117,12 +79,13 @@ class Config:
         self.name, self.env = name, env
         folder.mkdir(parents=True, exist_ok=True)
         self.app = GunicornServer(env, workers=APP_WORKERS, threads=APP_THREADS, log_path=folder / "app.log")
-        self.workers = [WorkerProcess(env, folder / f"worker{i}.log") for i in range(workers)]
+        self.workers = [QueueWorker(env, folder / f"worker{i}.log", WORKER_CONCURRENCY, ("--loglevel", "WARNING"))
+                        for i in range(workers)]
         self.store: TaskStore | None = None
 
     def start(self) -> None:
         for worker in self.workers:
-            worker.start()
+            worker.launch()
         self.app.start()
         for worker in self.workers:
             worker.wait_ready()

@@ -112,3 +112,57 @@ def two_servers_on_one_store(folder: Path, upstream_url: str, first_workers: int
     with GunicornServer(env, workers=first_workers, threads=4, log_path=folder / "first.log") as first, \
             GunicornServer(env, workers=second_workers, threads=4, log_path=folder / "second.log") as second:
         yield first, second
+
+
+class QueueWorker:
+    """``python -m webapp.cli worker`` in a subprocess (what ``flowbridge worker`` runs), ready once it says so.
+
+    :param args: more command-line arguments (``--loglevel WARNING``...).
+    """
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, concurrency: int = 2, args: tuple[str, ...] = ()) -> None:
+        self.env, self.log_path, self.concurrency, self.args = dict(env), log_path, concurrency, args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def launch(self) -> QueueWorker:
+        """Start the process; :meth:`wait_ready` waits for it (start several, then wait for each)."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "webapp.cli", "worker", "--concurrency", str(self.concurrency), *self.args],
+                cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=log)
+        return self
+
+    def wait_ready(self, timeout: float = 120) -> QueueWorker:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # it says so once it consumes the queue
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log()}")
+            if b" ready: " in self.log_path.read_bytes():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready within {timeout}s: {self.log()}")
+
+    def start(self, timeout: float = 120) -> QueueWorker:
+        return self.launch().wait_ready(timeout)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +18,7 @@ import redis
 import requests
 
 from tests.fake_upstream import FakeUpstream
-from tests.servers import ROOT, GunicornServer
+from tests.servers import GunicornServer, QueueWorker
 from tests.services import RedisServer, postgres_server, redis_server  # noqa: F401 (fixtures)
 from tests.webapp.test_tasks_api import simple_schema
 from workflow.store import make_task_store
@@ -62,48 +58,7 @@ def broker(redis_server: RedisServer) -> Iterator[str]:  # noqa: F811
         pass
 
 
-class Worker:
-    """``python -m webapp.cli worker`` in a subprocess (what ``flowbridge worker`` runs)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 2) -> None:
-        self.env, self.log_path, self.concurrency = env, log_path, concurrency
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120) -> Worker:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "webapp.cli", "worker", "--concurrency", str(self.concurrency)],
-                cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # it says so once it consumes the queue
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.log()}")
-            if b" ready: " in self.log_path.read_bytes():
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready within {timeout}s: {self.log()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+Worker = QueueWorker  # the tests below name it so
 
 
 class Cluster:
