@@ -30,14 +30,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     opens connections or starts threads happens here: the LLM client is
     created on first use in each (forked) process.
     """
+    settings_from_env = load_config(config)
+    instance_dir = str(settings_from_env.get("FLOWBRIDGE_INSTANCE_DIR") or "").strip()
     app = Flask(
         "webapp",  # the package: Flask finds static/ and the instance folder from it
         template_folder=str(_ROOT / "templates"),
         static_folder="static",
         instance_relative_config=True,
+        instance_path=str(Path(instance_dir).expanduser().resolve()) if instance_dir else None,
     )
     app.request_class = JSONBodyRequest  # every JSON body: deep, broken or surrogate JSON is a 400
-    app.config.update(load_config(config))
+    app.config.update(settings_from_env)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     llm_env = app.config["LLM_ENV"]
     settings = LLMSettings.load(llm_env)  # raises LLMConfigError naming the variable

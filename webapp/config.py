@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds without a heartbeat after which a running task is failed as abandoned (its process died);
     # every app server and worker must use the same value.
     "FLOWBRIDGE_ORPHAN_AFTER": 30.0,
+    # The instance folder (the default task DB, LLM cache file and secret key live there). Empty: instance/
+    # beside the package. Two app servers started from one checkout give each its own.
+    "FLOWBRIDGE_INSTANCE_DIR": "",
     # Signs the browser session (CSRF tokens). Empty: a random key kept in the instance folder,
     # shared by every worker on the machine.
     "FLOWBRIDGE_SECRET_KEY": "",

@@ -265,11 +265,11 @@ def test_a_burst_beyond_the_queue_depth_gets_503_with_retry_after_and_the_rest_f
 
 def test_two_app_servers_and_two_workers_share_only_redis_and_the_task_store(
         tmp_path: Path, cluster_env: dict[str, str], upstream: FakeUpstream) -> None:
-    """Submitted to one app server, reported, awaited, streamed and canceled through the other (each with its
-    own secret key, so nothing but Redis and FLOWBRIDGE_TASK_DB is shared; instance/ is still one folder here)."""
-    first_env = {**cluster_env, "FLOWBRIDGE_SECRET_KEY": "first-" + "k" * 32}
-    second = GunicornServer({**cluster_env, "FLOWBRIDGE_SECRET_KEY": "second-" + "k" * 32}, workers=1, threads=4,
-                            log_path=tmp_path / "second.log")
+    """Submitted to one app server, reported, awaited, streamed and canceled through the other. Each has its own
+    instance folder (its own secret key there), so nothing but Redis and FLOWBRIDGE_TASK_DB is shared."""
+    first_env = {**cluster_env, "FLOWBRIDGE_INSTANCE_DIR": str(tmp_path / "first-instance")}
+    second_env = {**cluster_env, "FLOWBRIDGE_INSTANCE_DIR": str(tmp_path / "second-instance")}
+    second = GunicornServer(second_env, workers=1, threads=4, log_path=tmp_path / "second.log")
     for cluster in _cluster(tmp_path, first_env):
         with second:
             workers = [cluster.add_worker(), cluster.add_worker()]
@@ -297,3 +297,6 @@ def test_two_app_servers_and_two_workers_share_only_redis_and_the_task_store(
                 assert result.status_code == 409 and result.json()["error"]["type"] == "task_canceled"
             with requests.get(f"{second.url}/tasks/{slow}", timeout=10) as page:
                 assert page.status_code == 200 and "canceled" in page.text
+    # each app server kept its files (its secret key) in its own instance folder; the records are elsewhere
+    for name in ("first-instance", "second-instance"):
+        assert (tmp_path / name).is_dir() and not (tmp_path / name / "tasks.db").exists()
