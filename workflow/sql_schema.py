@@ -124,6 +124,22 @@ def current_version(cursor: Any) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def _switch_to_wal(cursor: Any, attempts: int = 100) -> None:
+    """``PRAGMA journal_mode = WAL`` (outside a transaction, as SQLite requires). Changing the journal mode
+    needs the database to itself and SQLite answers "database is locked" at once, without its busy handler,
+    while another process opens the same new file: retry, bounded (about 10 s in all)."""
+    import sqlite3
+
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 + 0.002 * attempt)
+
+
 def migrate(connection: Any, dialect: sa.Dialect) -> list[int]:
     """Apply the missing migrations on a DBAPI ``connection`` in autocommit mode. :returns: versions applied
 
@@ -132,7 +148,7 @@ def migrate(connection: Any, dialect: sa.Dialect) -> list[int]:
     cursor = connection.cursor()
     sqlite = dialect.name == "sqlite"
     if sqlite:
-        cursor.execute("PRAGMA journal_mode = WAL")  # outside a transaction, as SQLite requires
+        _switch_to_wal(cursor)
         cursor.execute("BEGIN IMMEDIATE")
     else:
         cursor.execute("BEGIN")
