@@ -250,6 +250,21 @@ def test_form_bodies_format_numbers_as_javascript(server: Any, base: str, body_t
     assert result.snapshot_inputs["body"] == '{"n":3,"f":1.5e-7,"big":1e+21,"b":false,"o":{"1":2,"z":1},"a":[1,null]}'
 
 
+def run_through_engine(data: dict[str, Any], base: str) -> Any:
+    """start -> an http node with ``data`` -> end, through the whole engine; the finished task's record."""
+    start = {"id": "start_0", "type": "start", "meta": {}, "data": {"outputs": {"type": "object", "properties": {}}}}
+    end = {"id": "end_0", "type": "end", "meta": {}, "data": {"inputs": {"type": "object", "properties": {}}}}
+    schema = {"nodes": [start, {"id": "http_0", "type": "http", "meta": {}, "data": data}, end],
+              "edges": [{"sourceNodeID": "start_0", "targetNodeID": "http_0"},
+                        {"sourceNodeID": "http_0", "targetNodeID": "end_0"}]}
+    runtime = WorkflowRuntime(MemoryTaskStore(), RuntimeSettings(allowed_hosts=frozenset(allowed(base))))
+    try:
+        record = runtime.wait(runtime.run(json.dumps(schema), {}), 60)
+    finally:
+        runtime.shutdown()
+    return record
+
+
 def test_typed_values_through_the_engine_match_flowgrams_snapshot(server: Any, base: str) -> None:
     """The whole engine (real parse_inputs, declared types): FlowGram's snapshot inputs, recorded from runtime-js."""
     declared = {"n": "integer", "f": "number", "big": "number", "b": "boolean", "o": "object", "a": "array",
@@ -261,16 +276,7 @@ def test_typed_values_through_the_engine_match_flowgrams_snapshot(server: Any, b
             "paramsValues": typed_inputs[1], "body": {"bodyType": "none"},
             "timeout": {"timeout": 5000, "retryTimes": 0},
             "outputs": {"type": "object", "properties": {"statusCode": {"type": "integer"}}}}
-    start = {"id": "start_0", "type": "start", "meta": {}, "data": {"outputs": {"type": "object", "properties": {}}}}
-    end = {"id": "end_0", "type": "end", "meta": {}, "data": {"inputs": {"type": "object", "properties": {}}}}
-    schema = {"nodes": [start, {"id": "http_0", "type": "http", "meta": {}, "data": data}, end],
-              "edges": [{"sourceNodeID": "start_0", "targetNodeID": "http_0"},
-                        {"sourceNodeID": "http_0", "targetNodeID": "end_0"}]}
-    runtime = WorkflowRuntime(MemoryTaskStore(), RuntimeSettings(allowed_hosts=frozenset(allowed(base))))
-    try:
-        record = runtime.wait(runtime.run(json.dumps(schema), {}), 60)
-    finally:
-        runtime.shutdown()
+    record = run_through_engine(data, base)
     assert record is not None and record.status == "succeeded" and record.report is not None
     (snapshot,) = record.report["reports"]["http_0"]["snapshots"]
     flowgram = {"10": "ten", "n": 3, "f": 1.5e-07, "big": 1e+21, "b": True, "o": {"2": [1, None], "a": 1},
@@ -415,16 +421,7 @@ def test_a_failed_http_node_shows_its_parsed_request_in_its_snapshot(server: Any
             "headersValues": {"X-Name": {"type": "constant", "content": "\u0394"}},
             "body": {"bodyType": "none"}, "timeout": {"timeout": 5000, "retryTimes": 0},
             "outputs": {"type": "object", "properties": {"statusCode": {"type": "integer"}}}}
-    start = {"id": "start_0", "type": "start", "meta": {}, "data": {"outputs": {"type": "object", "properties": {}}}}
-    end = {"id": "end_0", "type": "end", "meta": {}, "data": {"inputs": {"type": "object", "properties": {}}}}
-    schema = {"nodes": [start, {"id": "http_0", "type": "http", "meta": {}, "data": data}, end],
-              "edges": [{"sourceNodeID": "start_0", "targetNodeID": "http_0"},
-                        {"sourceNodeID": "http_0", "targetNodeID": "end_0"}]}
-    runtime = WorkflowRuntime(MemoryTaskStore(), RuntimeSettings(allowed_hosts=frozenset(allowed(base))))
-    try:
-        record = runtime.wait(runtime.run(json.dumps(schema), {}), 60)
-    finally:
-        runtime.shutdown()
+    record = run_through_engine(data, base)
     assert record is not None and record.status == "failed" and record.report is not None
     (snapshot,) = record.report["reports"]["http_0"]["snapshots"]
     assert "ByteString" in snapshot["error"] and "outputs" not in snapshot
