@@ -221,11 +221,38 @@ class FlowbridgeWorker(ThreadWorker):
         sock.close()
 
     def murder_keepalived(self, force: bool = False) -> None:
-        """gthread's, and close the refused connections whose linger is over (all of them when forced)."""
+        """gthread's (a request that arrived meanwhile is served, see :meth:`_serve_arrived`), and close the
+        refused connections whose linger is over (all of them when forced)."""
+        if not force:
+            self._serve_arrived(self.keepalived_conns, self.on_client_socket_readable)
         super().murder_keepalived(force)
         now = time.monotonic()
         while self.lingering and (force or self.lingering[0][0] <= now):
             self._unlinger(self.lingering.popleft()[1])
+
+    def murder_pending(self) -> None:
+        """gthread's, but a new connection whose request arrived meanwhile is served, not reset."""
+        self._serve_arrived(self.pending_conns, self.on_pending_socket_readable)
+        super().murder_pending()
+
+    def _serve_arrived(self, conns: deque[Any], on_readable: Any) -> None:
+        """Hand on the connections of ``conns`` whose wait is over but whose client has sent by now.
+
+        gthread closes a waiting connection once its time is up, after one turn of the loop. During
+        a burst that turn can take long enough for a client's request to arrive after the poller was
+        asked and before the close: closing a socket with unread bytes resets the connection, and
+        the client never gets an answer (hundreds of resets in a 2x burst, bench/capacity.py). A
+        request that is there is dispatched as the poller would have; an idle one is closed as before.
+        """
+        now = time.monotonic()
+        arrived = []
+        for conn in conns:  # ordered by deadline
+            if conn.timeout > now:
+                break
+            if overflow.peek(conn.sock):
+                arrived.append(conn)
+        for conn in arrived:
+            on_readable(conn, conn.sock)
 
     def _finished(self, conn: Any, future: Any) -> None:
         self.in_flight -= 1
