@@ -14,7 +14,7 @@ bind = os.environ.get("FLOWBRIDGE_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Capacity follows the work, not the CPU count: a request thread is held for the whole of an LLM
 # call or stream and costs tens of KB while it waits, so a worker has threads by the thousand
-# (all started when it boots, ~35 MB per 1024). 2 workers x 1024 serve 1,000 concurrent streams even
+# (started as requests need them; idle ones cost ~35 KB each). 2 workers x 1024 serve 1,000 concurrent streams even
 # when connections land unevenly on the workers (docs/benchmarks.md). A streamed chat holds one thread
 # (it reads its upstream on it). The worker sets the GIL's switch interval to FLOWBRIDGE_SWITCH_INTERVAL
 # (default 0.02 s; see webapp/server/worker.py).

@@ -23,10 +23,11 @@ written without a deadline: an event stream may run as long as its client reads.
 An idle new connection is gunicorn's own business: it waits a few seconds for
 its first byte on a thread, then on the worker's poller until ``keepalive``.
 
-It sets the GIL's switch interval (:func:`switch_interval`). Its request threads start as requests
-need them (gthread's pool), and idle ones are reused first: each thread keeps its own upstream
-connection, so a few busy threads keep their connections warm. (Starting all 1,024 at boot spread
-requests over cold threads: /api/chat lost ~17% of its requests/s to new upstream connections.)
+It sets the GIL's switch interval (:func:`switch_interval`). Its request threads
+(:class:`~.threads.RequestThreads`) start as requests need them, on a helper thread (the main loop
+never waits for one to start), and the thread idle for the shortest time serves the next request,
+keeping its upstream connection warm. A health or status check that must wait for a thread goes
+ahead of the other requests waiting.
 
 The worker also notes when it was asked to stop (:attr:`FlowbridgeWorker.stop_deadline`),
 so gunicorn.conf.py's ``worker_exit`` knows how much of ``graceful_timeout`` is left.
@@ -54,6 +55,7 @@ from gunicorn.workers.gthread import _DEFER, DEFAULT_WORKER_DATA_TIMEOUT, TConn,
 from ..config import DEFAULTS, ConfigError, _number
 from ..guards.capacity import capacity_of
 from . import overflow
+from .threads import RequestThreads
 
 __all__ = ["BodyTooLarge", "ClientTooSlow", "FlowbridgeWorker", "exit_now", "switch_interval"]
 
@@ -168,6 +170,10 @@ class FlowbridgeWorker(ThreadWorker):
         sys.setswitchinterval(switch_interval())
         super().init_process()
 
+    def get_thread_pool(self) -> RequestThreads:
+        """Request threads started off the main loop and reused last-idle-first (see :mod:`.threads`)."""
+        return RequestThreads(self.cfg.threads)
+
     def enqueue_req(self, conn: Any) -> None:
         """Hand ``conn`` to a request thread, or answer 503 here when even the overflow is full.
 
@@ -190,7 +196,10 @@ class FlowbridgeWorker(ThreadWorker):
                     self._linger(conn.sock)
                 return
         self.in_flight += 1
-        future = self.tpool.submit(self.handle, conn)
+        if data is None and not conn.initialized and not self.tpool.idle:
+            data = overflow.peek(conn.sock)  # it will wait for a thread: a health check goes first
+        light = data is not None and overflow.is_light(overflow.first_line(data))
+        future = (self.tpool.submit_first if light else self.tpool.submit)(self.handle, conn)
         future.add_done_callback(lambda done: self.method_queue.defer(self._finished, conn, done))
 
     def _linger(self, sock: socket.socket) -> None:
