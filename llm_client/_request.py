@@ -102,6 +102,9 @@ def check_messages(messages: Sequence[Message]) -> None:
         call_id = message.get("tool_call_id")
         if role == "tool" and call_id is not None and not isinstance(call_id, str):
             raise ValueError(f"messages[{i}].tool_call_id must be a string, got {call_id!r}")
+        name = message.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"messages[{i}].name must be a string, got {type(name).__name__}")
         reasoning = message.get("reasoning_content")
         if reasoning is not None and not isinstance(reasoning, str):
             raise ValueError(f"messages[{i}].reasoning_content must be a string")

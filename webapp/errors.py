@@ -63,7 +63,7 @@ def error_response(status: int, type_: str, message: str, headers: dict[str, str
 
 
 def _wants_html() -> bool:
-    if request.path.startswith(("/api/", "/invoke/", "/functions")):
+    if request.path.startswith(("/api/", "/invoke/", "/functions", "/v1/", "/mcp")):
         return False
     return wants_html()
 

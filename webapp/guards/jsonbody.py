@@ -11,7 +11,8 @@ Beyond what :func:`json.loads` checks, it refuses
   would blow up later in code that walks it recursively;
 - lone surrogates (``"\\ud800"``): :func:`json.loads` accepts the escape, and the
   string then fails wherever it is encoded (the upstream request, SQLite, the log);
-- ``NaN`` and ``Infinity``, which are not JSON and which no JSON client can read back.
+- ``NaN`` and ``Infinity``, which are not JSON and which no JSON client can read back, and numbers
+  past the float range (``1e400``), which would become ``Infinity``.
 
 A refused body answers 400 ``invalid_json`` with a message naming the problem
 (and, for a surrogate, where it is).
@@ -20,10 +21,12 @@ A refused body answers 400 ``invalid_json`` with a message naming the problem
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import APIError
 
@@ -37,7 +40,14 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JSONInputError(ValueError):
-    """Text that is not JSON we accept; the message says why (and where)."""
+    """Text that is not JSON we accept; the message says why (and where).
+
+    :attr:`syntax` is True when the text is not JSON at all (rather than JSON past one of our limits).
+    """
+
+    def __init__(self, message: str, *, syntax: bool = False) -> None:
+        super().__init__(message)
+        self.syntax = syntax
 
 
 def loads_json(data: str | bytes, what: str = "the request body") -> Any:
@@ -46,16 +56,16 @@ def loads_json(data: str | bytes, what: str = "the request body") -> Any:
     :raises JSONInputError: naming ``what`` and the problem.
     """
     try:
-        value = json.loads(data, parse_constant=_no_constant)
+        value = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise JSONInputError(f"{what} is nested too deeply (more than {MAX_DEPTH} levels of arrays and objects)")\
             from None
     except UnicodeDecodeError as exc:
         raise JSONInputError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise JSONInputError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")\
-            from None
-    except ValueError as exc:  # _no_constant
+        raise JSONInputError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                             syntax=True) from None
+    except ValueError as exc:  # _no_constant, _finite_float, an integer of more than 4,300 digits
         raise JSONInputError(f"{what} is not valid JSON: {exc}") from None
     check_value(value, what)
     return value
@@ -63,6 +73,15 @@ def loads_json(data: str | bytes, what: str = "the request body") -> Any:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one past the float range (``1e400``) is refused: it
+    would become ``inf``, which no JSON encoder writes back (the upstream request would fail)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is too large (beyond ±1.8e308)")
+    return value
 
 
 def check_value(value: Any, what: str) -> None:
@@ -143,3 +162,14 @@ class JSONBodyRequest(Request):
     @json_module.setter
     def json_module(self, value: Any) -> None:
         """Ignored: Flask sets ``app.json`` on each request, but bodies are always parsed here."""
+
+    def get_data(self, *args: Any, **kwargs: Any) -> Any:
+        """werkzeug's, but a body of unknown length (chunked) cut at ``MAX_CONTENT_LENGTH`` is a 413, not a
+        body that silently ends there (under gunicorn the worker refuses it first; other servers do not)."""
+        data = super().get_data(*args, **kwargs)
+        limit = self.max_content_length
+        if self.content_length is None and limit is not None and len(data) >= limit:
+            source = self.environ.get("wsgi.input")
+            if source is not None and source.read(1):
+                raise RequestEntityTooLarge(f"the request body is larger than MAX_CONTENT_LENGTH={limit} bytes")
+        return data

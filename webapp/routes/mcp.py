@@ -18,6 +18,7 @@ specification allows a server without them to.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -26,6 +27,7 @@ from flask import Blueprint, Flask, Response, request
 
 from async_utils import async_route
 
+from ..guards.jsonbody import JSONInputError, loads_json
 from ..guards.outbound import install_mcp_servers
 
 __all__ = ["MCP_PATH", "bp", "init_app"]
@@ -35,6 +37,8 @@ MCP_PATH = "/mcp"
 
 bp = Blueprint("mcp", __name__)
 
+#: The request header naming the MCP protocol version a client speaks (after initialization).
+PROTOCOL_VERSION_HEADER = "MCP-Protocol-Version"
 #: Response headers the ASGI app sends that Flask/gunicorn set themselves.
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
@@ -55,9 +59,9 @@ def init_app(app: Flask) -> None:
 @bp.route(MCP_PATH, methods=["GET", "DELETE"])
 def mcp_not_here() -> Response:
     """No session stream and no sessions to end in stateless mode: 405, as the transport spec allows."""
-    body = '{"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": ' \
-           '"this MCP server is stateless: send JSON-RPC messages with POST"}}'
-    return Response(body, status=405, mimetype="application/json", headers={"Allow": "POST"})
+    response = _rpc_error(405, -32600, "this MCP server is stateless: send JSON-RPC messages with POST")
+    response.headers["Allow"] = "POST"
+    return response
 
 
 @bp.post(MCP_PATH)
@@ -69,11 +73,48 @@ async def mcp_post() -> Response:
     from ops.mcp_server import build_server
 
     body = request.get_data(cache=False)
+    refused = _refusal(body)
+    if refused is not None:
+        return refused
     manager = StreamableHTTPSessionManager(app=build_server(), json_response=True, stateless=True)
     exchange = _Exchange(body)
     async with manager.run():
         await manager.handle_request(_scope(), exchange.receive, exchange.send)
     return exchange.response()
+
+
+def _refusal(body: bytes) -> Response | None:
+    """The answer to a message the SDK would refuse without saying what is wrong, else None.
+
+    The SDK answers a wrong Content-Type in plain text, an unknown ``MCP-Protocol-Version`` with a
+    message about ``params._meta``, a lone surrogate as a broken hex escape, and takes a request
+    whose ``id`` is neither a string nor an integer for a notification (202, no answer ever).
+    Bodies are parsed with the limits of every other JSON body of the app.
+    """
+    from mcp_types.version import KNOWN_PROTOCOL_VERSIONS  # the SDK loads when MCP is first used
+
+    if not request.is_json:
+        return _rpc_error(415, -32600, "Invalid Request: send JSON-RPC messages with "
+                                       "Content-Type: application/json")
+    version = request.headers.get(PROTOCOL_VERSION_HEADER)
+    if version is not None and version not in KNOWN_PROTOCOL_VERSIONS:
+        return _rpc_error(400, -32600, f"Invalid Request: unsupported {PROTOCOL_VERSION_HEADER} "
+                                       f"{version[:40]!r}; this server speaks {', '.join(KNOWN_PROTOCOL_VERSIONS)}")
+    try:
+        message = loads_json(body)
+    except JSONInputError as exc:
+        return _rpc_error(400, -32700, f"Parse error: {exc}")
+    for item in message if isinstance(message, list) else [message]:
+        ident = item["id"] if isinstance(item, dict) and "method" in item and "id" in item else 0
+        if isinstance(ident, bool) or not isinstance(ident, (str, int)):
+            return _rpc_error(400, -32600, "Invalid Request: a request's id must be a string or an integer, "
+                                           f"got {json.dumps(ident)[:40]}")
+    return None
+
+
+def _rpc_error(status: int, code: int, message: str) -> Response:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 def _scope() -> dict[str, Any]:

@@ -263,10 +263,7 @@ def _json_body() -> object:
     if not request.is_json:
         raise OpenAIRequestError("send a JSON body with Content-Type: application/json", status=415,
                                  type="unsupported_media_type")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise OpenAIRequestError("the request body is not valid JSON")
-    return data
+    return request.get_json()  # an unreadable body raises its own 400 (webapp.guards.jsonbody)
 
 
 def _no_model(name: str, embeddings: bool = False) -> OpenAIRequestError:
@@ -313,6 +310,11 @@ def _api_error(exc: APIError) -> Response:
 @bp.errorhandler(LLMError)
 @bp.errorhandler(asyncio.TimeoutError)
 def _llm_error(exc: Exception) -> Response:
+    if isinstance(exc, LLMStatusError) and exc.status_code in (400, 422):
+        # The upstream found the request itself invalid: the client's to fix, not a server error to retry.
+        detail = str(exc).split(f"answered {exc.status_code}: ", 1)[-1]
+        return _error(400, "upstream_rejected", f"the upstream LLM server refused the request: {detail}",
+                      _param_of(detail))
     status, code, message = classify(exc)
     headers = {"Retry-After": str(retry_after(exc))} if status in (429, 503) else None
     return _error(status, code, message, None, headers)

@@ -27,6 +27,8 @@ from flask import current_app
 
 from ops import C, Flow
 
+from ..guards.jsonbody import JSONInputError, loads_json
+
 __all__ = ["Model", "ModelInputError", "answer_text", "find_model", "list_models", "message_text",
            "model_inputs", "upstream_names"]
 
@@ -233,13 +235,19 @@ def model_inputs(model: Model, messages: Sequence[Mapping[str, Any]]) -> dict[st
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
+    """The user message as a JSON object; None when it is not one (it is then the model's text input).
+
+    :raises ModelInputError: JSON past the limits of request bodies (too deep, a lone surrogate...).
+    """
     stripped = text.strip()
     if not stripped.startswith("{"):
         return None
     try:
-        value = json.loads(stripped)
-    except ValueError:
-        return None
+        value = loads_json(stripped, "the last user message")
+    except JSONInputError as exc:
+        if exc.syntax:
+            return None
+        raise ModelInputError(str(exc)) from None
     return value if isinstance(value, dict) else None
 
 
