@@ -3,7 +3,6 @@ client sends it: every bad request is a 4xx whose JSON body names the problem (O
 ``{"error": {"message", "type", "param", "code"}}`` on ``/v1``, JSON-RPC's error on ``/mcp``), never a 500
 or a traceback in the log, and no API key shows in a response or the log.
 
-Tests marked ``xfail(strict=True)`` are known bugs (see each reason): fix the code, then drop the mark.
 """
 
 from __future__ import annotations
@@ -706,9 +705,6 @@ def test_mcp_a_request_with_an_invalid_id_is_an_error_not_a_202(client: FlaskCli
     rpc_error(response, response.status_code, -32600, "id")
 
 
-@pytest.mark.xfail(strict=True, reason="params of the wrong type are the SDK's bare 'Invalid request parameters' with "
-                                       "empty data (mcp/shared/jsonrpc_dispatcher.py handler_exception_to_error_data "
-                                       "drops the pydantic detail on purpose): nothing names the parameter")
 @pytest.mark.parametrize(("body", "needle"), [
     ({"jsonrpc": "2.0", "id": 1, "method": "tools/call"}, "name"),
     (call(5), "name"),

@@ -88,7 +88,8 @@ def _refusal(body: bytes) -> Response | None:
 
     The SDK answers a wrong Content-Type in plain text, an unknown ``MCP-Protocol-Version`` with a
     message about ``params._meta``, a lone surrogate as a broken hex escape, and takes a request
-    whose ``id`` is neither a string nor an integer for a notification (202, no answer ever).
+    whose ``id`` is neither a string nor an integer for a notification (202, no answer ever); params
+    of the wrong type get a bare "Invalid request parameters".
     Bodies are parsed with the limits of every other JSON body of the app.
     """
     from mcp_types.version import KNOWN_PROTOCOL_VERSIONS  # the SDK loads when MCP is first used
@@ -109,11 +110,30 @@ def _refusal(body: bytes) -> Response | None:
         if isinstance(ident, bool) or not isinstance(ident, (str, int)):
             return _rpc_error(400, -32600, "Invalid Request: a request's id must be a string or an integer, "
                                            f"got {json.dumps(ident)[:40]}")
+    wrong = _wrong_params(message) if isinstance(message, dict) and "id" in message else None
+    if wrong is not None:  # a request's own error: HTTP 200, as the SDK answers one
+        return _rpc_error(200, -32602, f"Invalid params: {wrong}", message["id"])
     return None
 
 
-def _rpc_error(status: int, code: int, message: str) -> Response:
-    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+def _wrong_params(message: dict[str, Any]) -> str | None:
+    """What is wrong with the params of the methods clients call most, named (the SDK's answer names nothing)."""
+    method, params = message.get("method"), message.get("params", {})
+    if method == "tools/call" or (isinstance(method, str) and method.endswith("/list")):
+        if not isinstance(params, dict):
+            return None  # not a well-formed request at all: the SDK's 400 says so
+        if method == "tools/call":
+            if not isinstance(params.get("name"), str):
+                return "params.name (the tool to call) must be a string"
+            if not isinstance(params.get("arguments", {}), dict):
+                return "params.arguments must be an object of the tool's arguments"
+        elif not isinstance(params.get("cursor", ""), str):
+            return "params.cursor must be a string (the nextCursor of the page before)"
+    return None
+
+
+def _rpc_error(status: int, code: int, message: str, ident: str | int | None = None) -> Response:
+    body = {"jsonrpc": "2.0", "id": ident, "error": {"code": code, "message": message}}
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
