@@ -143,7 +143,8 @@ def with_id(event: Event, event_id: str | int) -> Event:
 def encode(event: Event) -> bytes:
     """One SSE frame. JSON escapes newlines, so the payload is a single ``data:`` line; an event made
     by :func:`with_id` has an ``id:`` line first."""
-    frame = b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    frame = b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode() \
+        + b"\n\n"
     event_id = getattr(event, "event_id", "")
     return b"id: " + event_id.encode() + b"\n" + frame if event_id else frame
 
@@ -262,8 +263,16 @@ class EventStream:
                     self.sent.append("start")
                     yield frame(start())
                 began = True
+                try:
+                    data = frame(event)
+                except (ValueError, TypeError) as exc:  # NaN, Infinity, an integer past 4,300 digits...
+                    logger.warning("a %s event could not be written as JSON: %s", event["type"], exc)
+                    self.sent.append("error")
+                    yield frame(error(f"the stream's next event could not be written as JSON: {exc}",
+                                      "unserializable_event"))
+                    return
                 self.sent.append(event["type"])
-                yield frame(event)
+                yield data
                 if event["type"] in _TERMINAL:
                     return
             if self.abandoned:

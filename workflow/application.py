@@ -241,31 +241,39 @@ class WorkflowRuntime(QueuedRuns):
                             cancel_requested=False, owner=process_owner_id(), heartbeat_at=now,
                             title=schema_title(schema_obj))
         if errors:
-            for message in errors:
-                state.add_message("error", message)
-            state.workflow.status = "failed"
-            state.workflow.end_time = None
-            record.status, record.error, record.finished_at = "failed", "; ".join(errors), now
-            record.report, record.outputs = state.export(), {}
-            self.store.create(record)
-            return task_id
+            return self._failed_at_once(record, state, errors, now)
         if self.queue is not None:
             return self._enqueue(record, state)
         if len(self._runs) >= self.max_running and self._pid == os.getpid():
             raise TaskCapacityError(f"this process already runs {self.max_running} tasks; try again later")
+        try:  # before the task is recorded: a run that cannot start must not be left "processing"
+            run = TaskRun(
+                WorkflowDocument(schema_obj), state, self.settings, limits=self.limits, runtime=self,
+                on_change=self._saver(task_id), is_cancel_requested=lambda: self.store.is_cancel_requested(task_id),
+            )
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            logger.exception("task %s: the workflow could not be prepared", task_id)
+            return self._failed_at_once(record, state, [f"the workflow could not be prepared: {exc}"], now)
         record.status, record.started_at = "processing", now
         state.workflow.set("processing")
         record.report = state.export()
         self.store.create(record)
-        run = TaskRun(
-            WorkflowDocument(schema_obj), state, self.settings, limits=self.limits, runtime=self,
-            on_change=self._saver(task_id), is_cancel_requested=lambda: self.store.is_cancel_requested(task_id),
-        )
         loop = self._ensure_loop()
         self._runs[task_id] = run
         future = asyncio.run_coroutine_threadsafe(self._process(task_id, run), loop)
         self._futures[task_id] = future
         return task_id
+
+    def _failed_at_once(self, record: TaskRecord, state: Any, errors: list[str], now: float) -> str:
+        """Record a task that failed before it started (each error a message of its report); its id."""
+        for message in errors:
+            state.add_message("error", message)
+        state.workflow.status = "failed"
+        state.workflow.end_time = None
+        record.status, record.error, record.finished_at = "failed", "; ".join(errors), now
+        record.report, record.outputs = state.export(), {}
+        self.store.create(record)
+        return record.task_id
 
     def validate(self, schema: Any, inputs: Any = None) -> Validation:
         """FlowGram's TaskValidate, plus warnings: the one validation behind every way in.

@@ -58,7 +58,8 @@ class WorkflowDocument:
     def _add_level(self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]], parent_id: str | None) -> None:
         level: list[str] = []
         for raw in nodes:
-            data = dict(raw.get("data") or {})
+            data = raw.get("data")
+            data = dict(data) if isinstance(data, dict) else {}  # JS reads no fields of an array or a string
             node = WorkflowNode(
                 id=raw["id"],
                 type=raw["type"],

@@ -74,10 +74,13 @@ class TaskRun:
     # -- variables ---------------------------------------------------------------------
 
     def _global_variables(self) -> dict[str, TypedValue]:
-        schema = self.document.global_schema or {}
+        schema = self.document.global_schema
+        declared = schema.get("properties") if isinstance(schema, dict) else None
+        if not isinstance(declared, dict):
+            return {}  # nothing declared (JS reads no properties of a string or an array either)
         defaults = output_defaults(schema)
-        declared = schema.get("properties") or {}
-        return {key: _typed(defaults.get(key), declared.get(key)) for key in declared}
+        return {key: _typed(defaults.get(key), spec if isinstance(spec, dict) else None)
+                for key, spec in declared.items()}
 
     def lookup(self, scope: Scope, node_id: str, key: str) -> TypedValue | None:
         if node_id == "global":
@@ -268,6 +271,8 @@ class TaskRun:
                 scope.flags.add(f"loop-{node.type}")
             return []
         if result.branch is not None:
+            if not isinstance(result.branch, str):
+                raise NodeError(f"Condition key must be a string, got {type(result.branch).__name__}")
             taken = node.next_by_port.get(result.branch, [])
             if not taken:
                 raise NodeError(f'Branch "{result.branch}" not found')
@@ -292,6 +297,8 @@ class TaskRun:
         if block_start is None:
             raise NodeError("Loop block start node not found")
         loop_outputs: dict[str, Any] = node.data.get("loopOutputs") or {}
+        if not isinstance(loop_outputs, dict):
+            raise NodeError(f'Loop "loopOutputs" must be an object, got {type(loop_outputs).__name__}')
         collected: dict[str, list[Any]] = {name: [] for name in loop_outputs}
         collected_types: dict[str, list[str]] = {name: [] for name in loop_outputs}
         if len(entries) > self.limits.max_loop_iterations:

@@ -116,7 +116,8 @@ def canonical_host(host: str) -> str:
 def _ipv4(host: str) -> str:
     parts = host.split(".")
     canonical = len(parts) == 4 and all(
-        part.isdigit() and int(part) <= 255 and (part == "0" or not part.startswith("0")) for part in parts
+        part.isdigit() and len(part) <= 3 and int(part) <= 255 and (part == "0" or not part.startswith("0"))
+        for part in parts
     )
     if not canonical:
         raise _refuse("the host is an IPv4 address in a non-canonical form; write it as four decimal "
@@ -145,6 +146,8 @@ def _port(text: str, scheme: str) -> int:
         return DEFAULT_PORTS[scheme]
     if not text.isdigit() or not text.isascii() or (len(text) > 1 and text.startswith("0")):
         raise _refuse("the port is not a plain number")
+    if len(text) > 5:
+        raise _refuse("the port is not from 1 to 65535")
     port = int(text)
     if not 1 <= port <= 65535:
         raise _refuse("the port is not from 1 to 65535")

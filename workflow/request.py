@@ -119,7 +119,8 @@ def schema_title(schema: dict[str, Any]) -> str:
     """The start node's title (a task's title in lists), or ""."""
     for node in schema.get("nodes") or []:
         if isinstance(node, dict) and node.get("type") == "start":
-            return str((node.get("data") or {}).get("title") or "")
+            data = node.get("data")
+            return str(data.get("title") or "") if isinstance(data, dict) else ""
     return ""
 
 

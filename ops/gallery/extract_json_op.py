@@ -15,6 +15,7 @@ Only objects and arrays count: a fenced ``42`` or ``"text"`` is not "the JSON".
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -33,13 +34,26 @@ MAX_CANDIDATES = 1_000
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\r?\n?(.*?)```", re.DOTALL)
 _OPENERS = re.compile(r"[{\[]")
-_DECODER = json.JSONDecoder()
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:40]} is past the float range")
+    return value
+
+
+#: JSON as JSON defines it: NaN, Infinity and numbers past the float range (1e400) are not found as JSON,
+#: since no JSON encoder could write them back
+_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
 
 
 def _container(text: str) -> dict | list | None:
     """``text`` parsed, when it is exactly one JSON object or array (surrounding space allowed)."""
     try:
-        value = json.loads(text)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, (dict, list)) else None

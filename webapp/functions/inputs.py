@@ -7,6 +7,7 @@ array element), e.g. ``inputs.items: expected an array, got string``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -177,13 +178,17 @@ def coerce_form_value(param: Mapping[str, Any], raw: str) -> Any:
             pass
     elif type_ == "number":
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             pass
+        else:
+            if math.isfinite(number):
+                return number
+            raise InputError(path, f"expected a finite number, got the form text {raw[:40]!r}")
     else:  # array, object: JSON text
         try:
             return loads_json(text, "the form text")
         except JSONInputError as exc:
-            if "not valid JSON" not in str(exc):  # valid JSON we refuse (too deep, a lone surrogate): say why
+            if not exc.syntax:  # JSON we refuse (too deep, a lone surrogate, 1e400): say why
                 raise InputError(path, str(exc)) from None
     raise InputError(path, f"expected {_a(type_)}, got the form text {raw[:40]!r}")

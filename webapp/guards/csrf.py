@@ -36,6 +36,7 @@ def protect() -> None:
         return
     expected = session.get(_KEY)
     sent = request.headers.get("X-CSRF-Token") or request.form.get(_KEY, "")
-    if not isinstance(expected, str) or not expected or not hmac.compare_digest(expected, sent):
+    if not isinstance(expected, str) or not expected or not sent.isascii() \
+            or not hmac.compare_digest(expected, sent):
         raise APIError("the form is out of date or came from another site: reload the page and try again",
                        status=400, type="csrf_failed")

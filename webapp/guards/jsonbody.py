@@ -129,7 +129,9 @@ def _surrogate(value: Any, what: str) -> None:
         for text, where in texts:
             found = _SURROGATE.search(text)
             if found:
-                place = ".".join(str(p) for p in where) or "the top level"
+                # a key on the path may hold the surrogate itself: written as \udxxx, the message stays text
+                place = ".".join(str(p) for p in where).encode("utf-8", "backslashreplace").decode() \
+                    or "the top level"
                 raise JSONInputError(f"{what} holds a lone surrogate (\\u{ord(found.group()):04x}) at {place}: "
                                      "strings must be valid Unicode")
     raise JSONInputError(f"{what} holds a lone surrogate: strings must be valid Unicode")  # not reached

@@ -127,6 +127,9 @@ def load_schema(text: str) -> Loaded:
     except json.JSONDecodeError as exc:
         loaded.error = f"The schema is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         return loaded
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        loaded.error = f"The schema is not valid JSON: {exc}"
+        return loaded
     if not isinstance(schema, dict):
         loaded.error = ('The schema must be a JSON object {"nodes": [...], "edges": [...]}, '
                         f"got {_json_type(schema)}")

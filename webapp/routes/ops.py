@@ -78,9 +78,10 @@ async def run_adhoc_flow() -> Response:
     inputs = body.inputs
     try:
         flow = Flow("adhoc", FlowSpec(flow_content=body.flow_content), C.ops)
+        tool_call = flow.tool_call  # builds the ops: one may refuse its arguments
     except FlowExpressionError as exc:
         raise APIError(f"invalid flow_content: {exc}") from None
-    _check("the flow", flow.tool_call.validate_inputs(inputs), inputs)
+    _check("the flow", tool_call.validate_inputs(inputs), inputs)
     try:
         response = await flow.run(FlowContext(**inputs))
     except ValueError as exc:
