@@ -22,6 +22,9 @@ SECRET_INPUTS = frozenset({"apiKey", "api_key", "apikey", "authorization", "Auth
 _SECRET_NAMES = frozenset({"apikey", "xapikey", "authorization", "proxyauthorization", "password", "passwd",
                            "token", "accesstoken", "refreshtoken", "secret", "clientsecret", "cookie"})
 MASK = "******"
+#: Query parameters that carry a credential in URLs (``?key=``, ``?access_token=``, ``?sig=``), besides
+#: the secret names above.
+_SECRET_PARAMS = frozenset({"key", "sig", "signature", "auth"})
 
 
 def now_ms() -> int:
@@ -93,13 +96,35 @@ def _masked(value: Any) -> Any:
 
 def mask_secrets(values: Any) -> Any:
     """A copy of ``values`` with the values of secret-looking keys masked (apiKey, Authorization,
-    password, ...), at any depth. The one mask of every rendering of a task: its report, pages, lists
-    and event streams, and its workflow schema (an llm node's ``apiKey``, an http node's headers)."""
+    password, ...), at any depth, and the credentials of URLs (see :func:`mask_url`). The one mask of
+    every rendering of a task: its report, pages, lists and event streams, and its workflow schema (an
+    llm node's ``apiKey`` and ``apiHost``, an http node's headers and URL)."""
     if isinstance(values, dict):
         return {k: (_masked(v) if is_secret_name(k) else mask_secrets(v)) for k, v in values.items()}
     if isinstance(values, list):
         return [mask_secrets(v) for v in values]
+    if isinstance(values, str) and values.startswith(("http://", "https://")):
+        return mask_url(values)
     return values
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its user info and the values of secret-looking query parameters masked:
+    ``https://sk-1@h/v1?key=k&a=1`` → ``https://******@h/v1?key=******&a=1``."""
+    head, hash_, fragment = url.partition("#")
+    head, question, query = head.partition("?")
+    scheme, sep, rest = head.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = MASK + "@" + authority.rpartition("@")[2]
+    if query:
+        pairs = []
+        for pair in query.split("&"):
+            name, eq, value = pair.partition("=")
+            secret = eq and value and (is_secret_name(name) or name.lower() in _SECRET_PARAMS)
+            pairs.append(f"{name}={MASK}" if secret else pair)
+        query = "&".join(pairs)
+    return f"{scheme}{sep}{authority}{slash}{path}{question}{query}{hash_}{fragment}"
 
 
 @dataclass

@@ -112,3 +112,33 @@ def test_the_mask_keeps_what_a_secret_is_and_hides_its_value() -> None:
     assert masked["headers"] == {"X-Api-Key": MASK, "authorization": [MASK], "Accept": "json"}
     assert masked["empty"] == {"password": ""} and masked["Token"] is None
     assert schema["inputsValues"]["apiKey"]["content"] == "sk-1"  # a copy: the original is untouched
+
+
+def test_credentials_in_a_url_are_masked_in_every_rendering(client: FlaskClient, upstream: FakeUpstream) -> None:
+    """An llm node's apiHost or an http node's URL may carry the key itself: ``https://sk-...@host`` or
+    ``?key=sk-...``. The page, report, list and events show the URL with those parts masked."""
+    url_key, query_key = "sk-user-info-0123456789", "sk-query-0123456789"
+    schema = secret_schema(upstream.base_url)
+    schema["nodes"][2]["data"]["api"]["url"]["content"] = \
+        f"{upstream.base_url.replace('http://', f'http://{url_key}@')}/models?key={query_key}&limit=5"
+    task_id = client.post("/api/task/run?wait=20", json={"schema": schema, "inputs": {"q": "hi"}}).json["taskID"]
+    renderings = {
+        "the task page": client.get(f"/tasks/{task_id}", headers={"Accept": "text/html"}).get_data(as_text=True),
+        "the report": client.get(f"/api/task/report?taskID={task_id}").get_data(as_text=True),
+        "the task list": client.get("/api/tasks").get_data(as_text=True),
+        "the event stream": client.get(f"/api/task/events?taskID={task_id}").get_data(as_text=True),
+    }
+    for where, text in renderings.items():
+        assert url_key not in text and query_key not in text, f"{where} shows a key from a URL"
+    assert f"key={MASK}&limit=5" in renderings["the report"]  # the rest of the URL stays readable
+
+
+@pytest.mark.parametrize(("url", "masked"), [
+    ("https://sk-1@api.example/v1?key=k&a=1", f"https://{MASK}@api.example/v1?key={MASK}&a=1"),
+    ("http://user:pass@h:8080/x?access_token=t&x=#frag", f"http://{MASK}@h:8080/x?access_token={MASK}&x=#frag"),
+    ("https://h/?a=1&Api-Key=z&sig=s", f"https://h/?a=1&Api-Key={MASK}&sig={MASK}"),
+    ("https://h/v1/chat?model=m", "https://h/v1/chat?model=m"),
+    ("https://h/p@x?token=", "https://h/p@x?token="),
+])
+def test_the_url_mask(url: str, masked: str) -> None:
+    assert mask_secrets({"apiHost": url}) == {"apiHost": masked}

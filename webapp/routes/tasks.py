@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -70,16 +71,19 @@ def _body() -> dict[str, Any]:
     return data
 
 
+#: a plain decimal number of seconds: ``2``, ``0.5``, ``1e1``
+_SECONDS = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _wait_arg() -> float:
     raw = request.args.get("wait")
     if raw is None:
         return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise APIError(f"wait must be a number of seconds, got {raw!r}") from None
+    if not _SECONDS.fullmatch(raw):  # float() would also take "1_0", "٣", "nan" and "inf"
+        raise APIError(f"wait must be a number of seconds, got {raw[:40]!r}")
+    wait = float(raw)
     if not 0 <= wait <= MAX_WAIT_SECONDS:
-        raise APIError(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds, got {raw}")
+        raise APIError(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds, got {raw[:40]}")
     return wait
 
 
@@ -172,7 +176,7 @@ def _last_event_id() -> int | str | None:
     raw = last_event_id()
     if raw is None or raw == END_ID:
         return raw
-    if not raw.isdigit() or len(raw) > MAX_EVENT_ID_DIGITS:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_EVENT_ID_DIGITS:
         raise APIError(f"Last-Event-ID (or lastEventId) must be an id this stream sent: a whole number "
                        f"0..{10 ** MAX_EVENT_ID_DIGITS - 1} or {END_ID!r}, got {raw[:40]!r}")
     return int(raw)
@@ -204,7 +208,7 @@ def list_tasks() -> Response:
     0..:data:`~webapp.query.MAX_OFFSET`); anything else is a 400 naming the parameter and its range."""
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
-        raise APIError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        raise APIError(f"status must be one of {', '.join(STATUSES)}, got {status[:40]!r}")
     try:
         limit = int_arg(request.args, "limit", 50, 1, MAX_LIMIT)
         offset = int_arg(request.args, "offset", 0, 0, MAX_OFFSET)
