@@ -74,6 +74,8 @@ def wants_html() -> bool:
     return best == "text/html" and "text/html" in request.headers.get("Accept", "")
 
 
+#: How the message of an upstream's 400/422 begins (the upstream's own message follows).
+UPSTREAM_REJECTED = "the upstream LLM server refused the request: "
 #: How errors of the LLM client (and the bridge's timeout) and of the records database answer: first match wins.
 _CLASSES: tuple[tuple[type[BaseException], int, str], ...] = (
     (StoreUnavailableError, 503, "store_unavailable"),
@@ -95,6 +97,11 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
     the same type as ``error_code``. Anything unexpected is a 500 whose message
     points to the server log, so internals never reach the client.
     """
+    if isinstance(exc, LLMStatusError) and exc.status_code in (400, 422):
+        # the upstream found the request itself invalid (too long a prompt, a malformed message...): the
+        # client's to fix, not a server error to retry
+        detail = str(exc).split(f"answered {exc.status_code}: ", 1)[-1]
+        return 400, "upstream_rejected", f"{UPSTREAM_REJECTED}{detail}"
     for cls, status, type_ in _CLASSES:
         if isinstance(exc, cls):
             if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, LLMError):

@@ -106,6 +106,19 @@ def test_upstream_errors_are_502(client: FlaskClient, upstream: FakeUpstream) ->
     assert client.post("/api/chat", json={"message": "x"}).json["error"]["type"] == "upstream_bad_response"
 
 
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_request_the_upstream_refuses_is_a_400_carrying_its_message(client: FlaskClient, upstream: FakeUpstream,
+                                                                      status: int) -> None:
+    """The client's to fix (a prompt past the context window, a malformed message), not a server error to retry."""
+    upstream.push_faults({"status": status, "body": {"error": {"message": "maximum context length is 8192 tokens",
+                                                               "type": "invalid_request_error"}}})
+    response = client.post("/api/chat", json={"message": "x"})
+    assert response.status_code == 400 and response.json["error"]["type"] == "upstream_rejected"
+    assert response.json["error"]["message"].startswith("the upstream LLM server refused the request: ")
+    assert "maximum context length is 8192 tokens" in response.json["error"]["message"]
+    assert upstream.stats()["requests"] == 1  # not retried
+
+
 def test_upstream_unreachable_is_502() -> None:
     app = create_app({"TESTING": True, "LLM_BASE_URL": "http://127.0.0.1:9/v1", "LLM_MAX_RETRIES": "0"})
     response = app.test_client().post("/api/chat", json={"message": "x"})

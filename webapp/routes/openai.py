@@ -36,7 +36,7 @@ from workflow import TaskCapacityError, WorkflowInputError
 
 from .. import schemas as s
 from ..chat import check_capacity
-from ..errors import APIError, classify, retry_after
+from ..errors import UPSTREAM_REJECTED, APIError, classify, retry_after
 from ..extensions import get_llm_client, get_workflow_runtime
 from ..guards.deadlines import remaining
 from ..task_events import task_events
@@ -310,12 +310,9 @@ def _api_error(exc: APIError) -> Response:
 @bp.errorhandler(LLMError)
 @bp.errorhandler(asyncio.TimeoutError)
 def _llm_error(exc: Exception) -> Response:
-    if isinstance(exc, LLMStatusError) and exc.status_code in (400, 422):
-        # The upstream found the request itself invalid: the client's to fix, not a server error to retry.
-        detail = str(exc).split(f"answered {exc.status_code}: ", 1)[-1]
-        return _error(400, "upstream_rejected", f"the upstream LLM server refused the request: {detail}",
-                      _param_of(detail))
     status, code, message = classify(exc)
+    if code == "upstream_rejected":
+        return _error(status, code, message, _param_of(message.removeprefix(UPSTREAM_REJECTED)))
     headers = {"Retry-After": str(retry_after(exc))} if status in (429, 503) else None
     return _error(status, code, message, None, headers)
 
