@@ -324,6 +324,33 @@ def test_generated_workflows_agree(engines: Any, capsys: pytest.CaptureFixture[s
                        f"FLOWBRIDGE_DIFF_SEED={SEED}):\n" + "\n".join(found[:20]))
 
 
+def _odd_shapes() -> list[dict[str, Any]]:
+    """Schemas FlowGram's validation passes whose fields are not objects where objects are expected: JS reads
+    no fields of an array or a string, so the run goes on (ours crashed into a 500 and a stuck task before)."""
+    text = {"type": "string"}
+
+    def base(**extra: Any) -> dict[str, Any]:
+        start = {"id": "start_0", "type": "start", "meta": {}, "data": {
+            "outputs": {"type": "object", "properties": {"q": text}, "required": ["q"]}}}
+        end = {"id": "end_0", "type": "end", "meta": {}, "data": {
+            "inputs": {"type": "object", "properties": {"a": text}},
+            "inputsValues": {"a": {"type": "ref", "content": ["start_0", "q"]}}}}
+        return {"nodes": [start, end], "edges": [{"sourceNodeID": "start_0", "targetNodeID": "end_0"}], **extra}
+
+    array_data = base()
+    array_data["nodes"][1]["data"] = [1]
+    shapes = {"end-data-array": array_data, "global-string": base(globalVariable="x"),
+              "global-list": base(globalVariable=[1]),
+              "global-properties-string": base(globalVariable={"type": "object", "properties": "abc"})}
+    return [{"id": name, "kind": "odd-shape", "schema": schema, "inputs": {"q": "x"}} for name, schema in shapes.items()]
+
+
+def test_odd_shapes_agree(engines: Any) -> None:
+    cases = _odd_shapes()
+    found = report(cases, engines(cases))
+    assert not found, f"{len(found)} of {len(cases)} odd shapes differ:\n" + "\n".join(found)
+
+
 DOC_IDS = re.findall(r"^### `([a-z0-9-]+)`", DOC.read_text(), re.M)
 
 
