@@ -42,6 +42,7 @@ from typing import Any
 
 from ._cache_backends import Backend, MemoryBackend, SQLiteBackend, Value
 from ._cache_redis import RedisBackend, check_redis_url  # redis-py itself: imported only when used
+from .observe import report_wait
 
 logger = logging.getLogger("llm_client")
 
@@ -175,6 +176,7 @@ class ResponseCache:
         """
         flight, leader = self._join(key)
         if not leader:
+            report_wait()
             if flight.done.wait(self.wait) and flight.value is not None:
                 return flight.value, COALESCED
             # The leader failed (errors are not shared) or is too slow: call ourselves.
@@ -186,6 +188,7 @@ class ResponseCache:
         try:
             state, value = self._claim(key, token)
             if state == "busy":
+                report_wait()
                 for pause in self._pauses():
                     time.sleep(pause)
                     if (polled := self._poll(key, token)) is not None:
@@ -220,6 +223,7 @@ class ResponseCache:
         try:
             state, value = self._claim(key, token)
             if state == "busy":
+                report_wait()
                 for pause in self._pauses():
                     await asyncio.sleep(pause)
                     if (polled := self._poll(key, token)) is not None:

@@ -32,7 +32,7 @@ from .exceptions import (
     LLMTimeoutError,
     scrub,
 )
-from .observe import report_call
+from .observe import report_call, report_wait
 
 logger = logging.getLogger("llm_client")
 
@@ -217,6 +217,7 @@ class Transport:
         request = requests.PreparedRequest()
         request.prepare(method="POST", url=self.url(path), headers=session.headers, json=body, auth=auth,
                         cookies=session.cookies, hooks=session.hooks)
+        report_wait()
         # allow_redirects=False: the key stays with base_url
         return session.send(request, stream=True, allow_redirects=False, timeout=timeout, **settings)
 

@@ -16,6 +16,11 @@ stream's body is read later), and ``outcome`` one of ``ok``, ``http_<status>``
 calling thread (often a pool thread) and must be quick; one that raises is
 logged and never breaks the call. Observers are process-wide: this module knows
 nothing of Flask or Prometheus, the web app registers its metrics observer here.
+
+A *wait* observer, ``fn()``, is called on the calling thread (in its context)
+whenever the caller is about to wait for the upstream: just before each attempt
+is sent, and before a cached call waits for an identical one already in flight
+(``add_wait_observer``). The web server lets another request start then.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-__all__ = ["CallObserver", "add_call_observer", "remove_call_observer", "report_call"]
+__all__ = ["CallObserver", "WaitObserver", "add_call_observer", "add_wait_observer", "remove_call_observer",
+           "remove_wait_observer", "report_call", "report_wait"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +39,10 @@ CallObserver = Callable[[str, float, str], None]
 
 _lock = threading.Lock()
 _observers: tuple[CallObserver, ...] = ()
+
+#: ``fn()``, called when the calling thread is about to wait for the upstream.
+WaitObserver = Callable[[], None]
+_wait_observers: tuple[WaitObserver, ...] = ()
 
 
 def add_call_observer(fn: CallObserver) -> CallObserver:
@@ -61,3 +71,28 @@ def report_call(path: str, seconds: float, outcome: str) -> None:
             fn(path, seconds, outcome)
         except Exception:  # an observer's bug must not fail the LLM call
             logger.exception("call observer %r failed", fn)
+
+
+def add_wait_observer(fn: WaitObserver) -> WaitObserver:
+    """Call ``fn()`` whenever a caller is about to wait for the upstream; adding it twice adds it once."""
+    global _wait_observers
+    with _lock:
+        if fn not in _wait_observers:
+            _wait_observers = (*_wait_observers, fn)
+    return fn
+
+
+def remove_wait_observer(fn: WaitObserver) -> None:
+    """Stop calling ``fn`` before waits; a no-op if it was not added."""
+    global _wait_observers
+    with _lock:
+        _wait_observers = tuple(o for o in _wait_observers if o != fn)
+
+
+def report_wait() -> None:
+    """Tell every wait observer that the calling thread is about to wait for the upstream (the client calls it)."""
+    for fn in _wait_observers:
+        try:
+            fn()
+        except Exception:  # an observer's bug must not fail the LLM call
+            logger.exception("wait observer %r failed", fn)
