@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     # gunicorn only): a slower one gets 408 and the connection is closed.
     "FLOWBRIDGE_HEADER_TIMEOUT": 10.0,
     "FLOWBRIDGE_BODY_TIMEOUT": 30.0,
+    # Requests of a worker that may be computing at once, and seconds a request keeps its turn before it
+    # reports a wait (webapp.guards.gate; gunicorn only). 0 slots: no gate.
+    "FLOWBRIDGE_START_SLOTS": 2,
+    "FLOWBRIDGE_START_LEASE": 0.05,
     # Seconds /readyz waits for the upstream before calling it unreachable.
     "READY_TIMEOUT": 2.0,
     # Ops: prompt language, op cache ("memory" or "sqlite:/path.db"), flows YAML file.
@@ -89,7 +93,8 @@ DEFAULTS: dict[str, Any] = {
 
 _INTS = ("FLOWBRIDGE_REQUEST_THREADS", "MAX_CONTENT_LENGTH", "FLOWBRIDGE_MAX_QUEUED_TASKS")
 _FLOATS = ("READY_TIMEOUT", "FLOWBRIDGE_REQUEST_TIMEOUT", "FLOWBRIDGE_SSE_HEARTBEAT", "FLOWBRIDGE_HEADER_TIMEOUT",
-           "FLOWBRIDGE_BODY_TIMEOUT", "FLOWBRIDGE_BROKER_VISIBILITY_TIMEOUT", "FLOWBRIDGE_ORPHAN_AFTER")
+           "FLOWBRIDGE_BODY_TIMEOUT", "FLOWBRIDGE_BROKER_VISIBILITY_TIMEOUT", "FLOWBRIDGE_ORPHAN_AFTER",
+           "FLOWBRIDGE_START_LEASE")
 
 
 class ConfigError(ValueError):
@@ -119,6 +124,7 @@ def load_config(
         config[key] = _number(key, config[key], int, minimum=1)
     for key in _FLOATS:
         config[key] = _number(key, config[key], float, minimum=0.001)
+    config["FLOWBRIDGE_START_SLOTS"] = _number("FLOWBRIDGE_START_SLOTS", config["FLOWBRIDGE_START_SLOTS"], int, minimum=0)
     config["LLM_ENV"] = llm_env
     broker = str(config["FLOWBRIDGE_BROKER_URL"]).strip()
     if broker and not broker.startswith(("redis://", "rediss://")):

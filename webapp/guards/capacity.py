@@ -42,6 +42,7 @@ from flask import Flask, Response, current_app, g, request
 
 from ..config import ConfigError, _number
 from ..errors import error_response
+from .gate import waiting
 
 __all__ = ["LIGHT_PATHS", "Capacity", "Slot", "capacity_of", "init_app"]
 
@@ -85,6 +86,7 @@ class Capacity:
                 return None
             waiter = _Waiter()
             self._waiters.append(waiter)
+        waiting()  # in the queue: another request may start (and be refused, or queue) meanwhile
         waiter.granted.wait(self.max_wait if timeout is None else min(timeout, self.max_wait))
         with self._lock:  # a grant happens under the lock, so now it either happened or never will
             if waiter.granted.is_set():

@@ -15,6 +15,7 @@ from ..errors import APIError, error_response
 from ..extensions import get_workflow_runtime
 from ..guards.metrics import Metrics, add_scrape_hook
 from ..guards.deadlines import MAX_WAIT_SECONDS
+from ..guards.gate import waiting
 from ..query import MAX_OFFSET, QueryError, int_arg
 from ..schemas import TaskCancelRequest, TaskRunRequest, TaskValidateRequest, parse_body
 from ..sse import last_event_id, sse_response
@@ -114,6 +115,7 @@ def run_task() -> Response:
         return error_response(503, "queue_unavailable", str(exc), {"Retry-After": "5"})
     if not wait:
         return jsonify({"taskID": task_id})
+    waiting()  # a long poll: let another request start meanwhile
     record = _runtime().wait(task_id, wait)
     assert record is not None
     return jsonify({"taskID": task_id, "status": record.status,
@@ -136,6 +138,8 @@ def task_result() -> Response:
     task_id = _task_id()
     wait = _wait_arg()
     runtime = _runtime()
+    if wait:
+        waiting()  # a long poll: let another request start meanwhile
     record = runtime.wait(task_id, wait) if wait else runtime.get(task_id)
     if record is None:
         raise _unknown(task_id)

@@ -27,7 +27,9 @@ It sets the GIL's switch interval (:func:`switch_interval`). Its request threads
 (:class:`~.threads.RequestThreads`) start as requests need them, on a helper thread (the main loop
 never waits for one to start), and the thread idle for the shortest time serves the next request,
 keeping its upstream connection warm. A health or status check that must wait for a thread goes
-ahead of the other requests waiting.
+ahead of the other requests waiting. Every other request passes the start gate
+(:mod:`webapp.guards.gate`): a few compute at once, the rest wait their turn asleep, so the main
+loop and health checks never queue for the GIL behind hundreds of starting requests.
 
 The worker also notes when it was asked to stop (:attr:`FlowbridgeWorker.stop_deadline`),
 so gunicorn.conf.py's ``worker_exit`` knows how much of ``graceful_timeout`` is left.
@@ -36,7 +38,6 @@ so gunicorn.conf.py's ``worker_exit`` knows how much of ``graceful_timeout`` is 
 from __future__ import annotations
 
 import atexit
-import io
 import json
 import logging
 import os
@@ -52,9 +53,13 @@ from typing import Any
 from gunicorn.http.body import Body
 from gunicorn.workers.gthread import _DEFER, DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
 
+from llm_client.observe import add_wait_observer
+
 from ..config import DEFAULTS, ConfigError, _number
 from ..guards.capacity import capacity_of
+from ..guards.gate import StartGate, admitted, waiting
 from . import overflow
+from .reading import ANSWERS, BodyTooLarge, Buffered, ClientTooSlow, DeadlineSocket, content_length
 from .threads import RequestThreads
 
 __all__ = ["BodyTooLarge", "ClientTooSlow", "FlowbridgeWorker", "exit_now", "switch_interval"]
@@ -64,67 +69,6 @@ __all__ = ["BodyTooLarge", "ClientTooSlow", "FlowbridgeWorker", "exit_now", "swi
 ACCEPT_BATCH = 16
 #: Seconds a connection refused by the worker stays open after its 503 for the client to close it.
 LINGER = 2.0
-
-
-class ClientTooSlow(Exception):
-    """The client did not send its request's headers or body in time: 408."""
-
-    def __init__(self, part: str, setting: str, seconds: float) -> None:
-        super().__init__(f"the request {part} did not arrive within {setting}={seconds:g}s")
-
-
-class BodyTooLarge(Exception):
-    """A body without a declared length ran past ``MAX_CONTENT_LENGTH``: 413."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than MAX_CONTENT_LENGTH={limit} bytes")
-
-
-#: status line and error type of the answers this worker gives itself
-_ANSWERS: dict[type, tuple[str, str]] = {
-    ClientTooSlow: ("408 Request Timeout", "request_timeout"),
-    BodyTooLarge: ("413 Content Too Large", "request_entity_too_large"),
-}
-
-
-class _DeadlineSocket:
-    """The socket as the request parser sees it: each ``recv`` ends by :attr:`deadline`, else ClientTooSlow."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        #: (monotonic deadline, the exception to raise once it passes), or None: plain reads
-        self.deadline: tuple[float, ClientTooSlow] | None = None
-
-    def recv(self, size: int) -> bytes:
-        if self.deadline is None:
-            return self._sock.recv(size)
-        at, error = self.deadline
-        left = at - time.monotonic()
-        if left <= 0:
-            raise error
-        prior = self._sock.gettimeout()  # None (blocking), or what gunicorn set to drain a body
-        self._sock.settimeout(left if prior is None else min(left, prior))
-        try:
-            return self._sock.recv(size)
-        except TimeoutError:
-            if time.monotonic() >= at:
-                raise error from None
-            raise  # gunicorn's own, shorter timeout
-        finally:
-            self._sock.settimeout(prior)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _Buffered:
-    """A body reader over the bytes already read."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def read(self, size: int) -> bytes:
-        return self._data.read(size)
 
 
 #: Seconds a thread may keep the GIL while others wait for it (``sys.setswitchinterval``; Python's own
@@ -168,7 +112,17 @@ class FlowbridgeWorker(ThreadWorker):
         #: refused connections waiting for their client to close them: (monotonic deadline, socket)
         self.lingering: deque[tuple[float, socket.socket]] = deque()
         sys.setswitchinterval(switch_interval())
+        slots = int(_number("FLOWBRIDGE_START_SLOTS", os.environ.get("FLOWBRIDGE_START_SLOTS")
+                            or DEFAULTS["FLOWBRIDGE_START_SLOTS"], int, minimum=0))
+        #: at most ``slots`` requests computing at once (webapp.guards.gate); None: no gate
+        self.gate = StartGate(slots, _setting("FLOWBRIDGE_START_LEASE")) if slots else None
+        add_wait_observer(waiting)  # an LLM call about to wait gives its request's permit back
         super().init_process()
+
+    def load_wsgi(self) -> None:
+        """gthread's, with ``start_response`` giving the request's start permit back: its view is done."""
+        super().load_wsgi()
+        self.wsgi = _PermitBackOnStart(self.wsgi)
 
     def get_thread_pool(self) -> RequestThreads:
         """Request threads started off the main loop and reused last-idle-first (see :mod:`.threads`)."""
@@ -305,11 +259,17 @@ class FlowbridgeWorker(ThreadWorker):
         if not conn.initialized and not conn.data_ready and not conn.wait_for_data(DEFAULT_WORKER_DATA_TIMEOUT):
             return _DEFER  # nothing yet: gthread parks the connection on its poller (as its handle would)
         conn.sock.setblocking(True)
+        # A health or status check goes straight on; other requests take their turn at the start gate.
+        light = self.gate is None or overflow.is_light(overflow.first_line(overflow.peek(conn.sock) or b""))
+        with admitted(None if light else self.gate):
+            return self._handle(conn)
+
+    def _handle(self, conn: Any) -> Any:
         conn.init()
         unreader = getattr(conn.parser, "unreader", None)
         if unreader is not None and hasattr(unreader, "sock"):  # HTTP/1 (an HTTP/2 parser reads otherwise)
-            if not isinstance(unreader.sock, _DeadlineSocket):
-                unreader.sock = _DeadlineSocket(unreader.sock)
+            if not isinstance(unreader.sock, DeadlineSocket):
+                unreader.sock = DeadlineSocket(unreader.sock)
             unreader.sock.deadline = (time.monotonic() + self.header_timeout,
                                       ClientTooSlow("headers", "FLOWBRIDGE_HEADER_TIMEOUT", self.header_timeout))
         return super().handle(conn)
@@ -318,7 +278,7 @@ class FlowbridgeWorker(ThreadWorker):
         """Read the body under its deadline, then serve the request with no read deadline left."""
         reader = getattr(conn.parser, "unreader", None)
         timed = getattr(reader, "sock", None)
-        if isinstance(timed, _DeadlineSocket):
+        if isinstance(timed, DeadlineSocket):
             timed.deadline = (time.monotonic() + self.body_timeout,
                               ClientTooSlow("body", "FLOWBRIDGE_BODY_TIMEOUT", self.body_timeout))
             try:
@@ -332,7 +292,7 @@ class FlowbridgeWorker(ThreadWorker):
         body = req.body
         if body is None:
             return
-        length = _content_length(req)
+        length = content_length(req)
         if length == 0 or (length is not None and length > self.max_body):
             return  # nothing to read, or the application refuses it (413) without reading it
         if getattr(req, "_expected_100_continue", False):
@@ -341,10 +301,10 @@ class FlowbridgeWorker(ThreadWorker):
         data = body.read(self.max_body + 1)
         if len(data) > self.max_body:  # a chunked body over the limit (werkzeug would cut it short silently)
             raise BodyTooLarge(self.max_body)
-        req.body = Body(_Buffered(data))
+        req.body = Body(Buffered(data))
 
     def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
-        answer = _ANSWERS.get(type(exc))
+        answer = ANSWERS.get(type(exc))
         if answer is None:
             super().handle_error(req, client, addr, exc)
             return
@@ -360,14 +320,24 @@ class FlowbridgeWorker(ThreadWorker):
             pass
 
 
-def _content_length(req: Any) -> int | None:
-    for name, value in req.headers:
-        if name == "CONTENT-LENGTH":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+class _PermitBackOnStart:
+    """A WSGI application whose ``start_response`` first calls :func:`~webapp.guards.gate.waiting`.
+
+    Everything else is the application's own (gunicorn.conf.py's ``worker_exit`` reads the Flask app's
+    ``extensions`` through ``worker.wsgi``).
+    """
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        def starting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            waiting()
+            return start_response(status, headers, exc_info)
+        return self.application(environ, starting)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.application, name)
 
 
 def exit_now(log: Any, linger: float = 0.5) -> None:
