@@ -6,6 +6,7 @@ names the variable.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import time
@@ -142,6 +143,8 @@ def _number(name: str, value: Any, kind: type, minimum: float) -> Any:
         number = kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    if kind is float and not math.isfinite(number):  # "nan" and "inf" are floats to Python
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if number < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
     return number

@@ -179,6 +179,12 @@ def test_browser_errors_are_html(client: FlaskClient) -> None:
         ({"LLM_TIMEOUT": "x"}, LLMConfigError, "LLM_TIMEOUT"),
         ({"LLM_ASYNC_QUEUE_SIZE": "-1"}, ValueError, "LLM_ASYNC_QUEUE_SIZE"),
         ({"FLOWBRIDGE_REQUEST_THREADS": "many"}, ConfigError, "FLOWBRIDGE_REQUEST_THREADS"),
+        ({"FLOWBRIDGE_START_SLOTS": "-1"}, ConfigError, "FLOWBRIDGE_START_SLOTS"),
+        ({"FLOWBRIDGE_START_SLOTS": "two"}, ConfigError, "FLOWBRIDGE_START_SLOTS"),
+        ({"FLOWBRIDGE_START_LEASE": "0"}, ConfigError, "FLOWBRIDGE_START_LEASE"),
+        ({"FLOWBRIDGE_START_LEASE": "nan"}, ConfigError, "FLOWBRIDGE_START_LEASE"),
+        ({"FLOWBRIDGE_REQUEST_TIMEOUT": "inf"}, ConfigError, "FLOWBRIDGE_REQUEST_TIMEOUT"),
+        ({"FLOWBRIDGE_QUEUE_WAIT": "nan"}, ConfigError, "FLOWBRIDGE_QUEUE_WAIT"),
     ],
 )
 def test_bad_configuration_fails_at_start(config: dict, error: type, named: str) -> None:
