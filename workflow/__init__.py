@@ -42,6 +42,7 @@ from .executor import (
     register_node_executor,
 )
 from .nodes.basic import register_builtin_executors
+from .queue import TaskQueue, TaskQueueError
 from .outbound import OutboundURLError, check_outbound_url, parse_allowed_host, parse_outbound_url
 from .report import STATUSES, TERMINAL_STATUSES, mask_secrets
 from .request import Validation, WorkflowInputError
@@ -78,6 +79,8 @@ __all__ = [
     "TERMINAL_STATUSES",
     "TaskCancelAPI",
     "TaskCapacityError",
+    "TaskQueue",
+    "TaskQueueError",
     "TaskRecord",
     "TaskReportAPI",
     "TaskResultAPI",

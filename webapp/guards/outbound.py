@@ -25,8 +25,7 @@ def install_mcp_servers(servers: Any, allowed_hosts: str | Iterable[str]) -> Non
     :raises McpServerError: naming a bad server, or a URL whose host is not allowed.
     """
     from ops import configure_mcp_servers
-    from workflow.environment import parse_allowed_hosts
-    from workflow.outbound import check_outbound_url
+    from workflow import check_outbound_url, parse_allowed_hosts
 
     allowed = parse_allowed_hosts(allowed_hosts)
     configure_mcp_servers(servers if servers is not None else os.environ.get("FLOWBRIDGE_MCP_SERVERS", ""),

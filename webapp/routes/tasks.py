@@ -8,8 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from workflow import TaskCapacityError, WorkflowInputError, WorkflowRuntime
-from workflow.queue import TaskQueueError
+from workflow import TaskCapacityError, TaskQueueError, WorkflowInputError, WorkflowRuntime
 
 from ..errors import APIError, error_response
 from ..extensions import get_workflow_runtime

@@ -41,8 +41,7 @@ import redis
 from celery import Celery
 from flask import Flask
 
-from workflow import TaskCapacityError, TaskStore
-from workflow.queue import TaskQueue, TaskQueueError
+from workflow import TaskCapacityError, TaskQueue, TaskQueueError, TaskStore
 
 logger = logging.getLogger(__name__)
 
