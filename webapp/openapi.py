@@ -31,6 +31,7 @@ ERROR_STATUSES: Mapping[int, str] = {
     404: "unknown op, flow, function, task or model",
     409: "the task failed or was canceled",
     413: "the request body is too large",
+    414: "the URL is longer than the server takes (gunicorn's limit_request_line, 4094 bytes by default)",
     415: "the body is not JSON",
     422: "the op, function, flow or workflow could not work with its input",
     429: "the LLM server limits our rate; Retry-After passes on how long it asked us to wait",
@@ -220,7 +221,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
         for status, item in sorted(op.responses.items()):
             responses[str(status)] = {"description": "OK" if status == 200 else "accepted, still running",
                                       "content": _content(item, components, op.stream_model)}
-        errors = set(op.errors) | ({401} if secured and not op.public else set())
+        # any request may have a URL too long to read (the worker answers it before routing, in JSON)
+        errors = set(op.errors) | {414} | ({401} if secured and not op.public else set())
         error = {"application/json": {"schema": components.ref(op.error_model, "serialization")}}
         for status in sorted(errors):
             responses[str(status)] = {"description": ERROR_STATUSES[status], "content": error}

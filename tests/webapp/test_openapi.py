@@ -106,7 +106,7 @@ def test_it_is_openapi_3_1_built_from_the_pydantic_models(spec: dict[str, Any]) 
     assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/ChatResponse"}
     assert ok["text/event-stream"]["schema"]["properties"]["data"]["contentSchema"] == {
         "$ref": "#/components/schemas/StreamEvent"}
-    assert set(chat["responses"]) == {"200", "400", "413", "415", "429", "502", "503", "504"}
+    assert set(chat["responses"]) == {"200", "400", "413", "414", "415", "429", "502", "503", "504"}
     assert "Retry-After" in chat["responses"]["503"]["headers"]
     for status in ("400", "415", "502", "503", "504"):
         assert chat["responses"][status]["content"]["application/json"]["schema"] == {

@@ -23,6 +23,16 @@ from ..task_events import task_events as task_event_source
 
 bp = Blueprint("tasks", __name__)
 
+
+@bp.before_request
+def _one_value_per_parameter() -> None:
+    """Every query parameter of the task API is one value: a repeated one is a 400, not its first value."""
+    if not request.path.startswith("/api/"):
+        return  # /info and /metrics ignore their query
+    for name, values in request.args.lists():
+        if len(values) > 1:
+            raise APIError(f"query parameter {name[:40]!r} is given {len(values)} times; give it once")
+
 #: Longest ?wait= a request may hold a worker thread for.
 STATUSES = ("pending", "processing", "succeeded", "failed", "canceled")
 #: ms a browser's EventSource waits before reconnecting a task's event stream (``retry:``).
@@ -209,7 +219,10 @@ def validate() -> Response:
 def list_tasks() -> Response:
     """Recent tasks, newest first: ``?status=&limit=&offset=`` (limit 1..500, default 50; offset
     0..:data:`~webapp.query.MAX_OFFSET`); anything else is a 400 naming the parameter and its range."""
-    status = request.args.get("status") or None
+    for name in ("status", "limit", "offset"):
+        if request.args.get(name) == "":
+            raise APIError(f"{name} is empty; leave it out or give a value")
+    status = request.args.get("status")
     if status is not None and status not in STATUSES:
         raise APIError(f"status must be one of {', '.join(STATUSES)}, got {status[:40]!r}")
     try:

@@ -7,14 +7,17 @@ request's headers and its body; what it needs for that lives here.
 from __future__ import annotations
 
 import io
+import json
 import socket
 import ssl
 import time
 from typing import Any
 
+from gunicorn.http import errors as http_errors
+
 from ..guards.gate import waiting
 
-__all__ = ["BodyTooLarge", "ClientTooSlow", "DeadlineSocket", "ANSWERS", "Buffered", "content_length"]
+__all__ = ["BodyTooLarge", "Buffered", "ClientTooSlow", "DeadlineSocket", "answer_for", "content_length"]
 
 
 class ClientTooSlow(Exception):
@@ -31,11 +34,42 @@ class BodyTooLarge(Exception):
         super().__init__(f"the request body is larger than MAX_CONTENT_LENGTH={limit} bytes")
 
 
-#: status line and error type of the answers this worker gives itself
-ANSWERS: dict[type, tuple[str, str]] = {
-    ClientTooSlow: ("408 Request Timeout", "request_timeout"),
-    BodyTooLarge: ("413 Content Too Large", "request_entity_too_large"),
-}
+#: The failures to read a request that the worker answers itself, in JSON: (exception classes, status line,
+#: error type, what the message starts with). gunicorn's own answer to its parse errors is an HTML page;
+#: the rest (a TLS error, a forbidden proxy line, its configuration) stay gunicorn's.
+_ANSWERS: tuple[tuple[type | tuple[type, ...], str, str, str], ...] = (
+    (ClientTooSlow, "408 Request Timeout", "request_timeout", ""),
+    (BodyTooLarge, "413 Content Too Large", "request_entity_too_large", ""),
+    (http_errors.LimitRequestLine, "414 URI Too Long", "uri_too_long",
+     "the request line (method, URL, version) is longer than the server takes: "),
+    (http_errors.LimitRequestHeaders, "431 Request Header Fields Too Large", "headers_too_large",
+     "the request headers are more or larger than the server takes: "),
+    (http_errors.ExpectationFailed, "417 Expectation Failed", "expectation_failed", "Expect: "),
+    (http_errors.UnsupportedTransferCoding, "501 Not Implemented", "unsupported_transfer_coding", ""),
+    ((http_errors.InvalidRequestLine, http_errors.InvalidRequestMethod, http_errors.InvalidHTTPVersion,
+      http_errors.InvalidHeader, http_errors.InvalidHeaderName, http_errors.InvalidProxyLine,
+      http_errors.InvalidSchemeHeaders, http_errors.ObsoleteFolding, http_errors.InvalidChunkSize,
+      http_errors.ChunkMissingTerminator, http_errors.InvalidChunkExtension, http_errors.InvalidH2CPreface),
+     "400 Bad Request", "bad_request", "the request is not valid HTTP/1.1: "),
+)
+#: Characters of the parser's message kept in an answer (it may quote the request line).
+_MESSAGE_CHARS = 200
+
+
+def answer_for(exc: BaseException) -> tuple[str, bytes] | None:
+    """The status line and JSON body the worker answers ``exc`` with; None: not a failure to read a request.
+
+    The body has both error shapes' fields (``{"error": {"type", "message", "param", "code"}}``): the
+    route, and so whether the client speaks flowbridge's API or OpenAI's, is not known yet.
+    """
+    for classes, status, error_type, lead in _ANSWERS:
+        if isinstance(exc, classes):
+            detail = str(exc) or type(exc).__name__
+            if len(detail) > _MESSAGE_CHARS:
+                detail = detail[:_MESSAGE_CHARS] + "…"
+            body = {"error": {"type": error_type, "message": lead + detail, "param": None, "code": error_type}}
+            return status, json.dumps(body).encode()
+    return None
 
 
 class DeadlineSocket:

@@ -38,7 +38,6 @@ so gunicorn.conf.py's ``worker_exit`` knows how much of ``graceful_timeout`` is 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import selectors
@@ -59,7 +58,7 @@ from ..config import DEFAULTS, ConfigError, _number
 from ..guards.capacity import capacity_of
 from ..guards.gate import StartGate, admitted, waiting
 from . import overflow
-from .reading import ANSWERS, BodyTooLarge, Buffered, ClientTooSlow, DeadlineSocket, content_length
+from .reading import BodyTooLarge, Buffered, ClientTooSlow, DeadlineSocket, answer_for, content_length
 from .threads import RequestThreads
 
 __all__ = ["BodyTooLarge", "ClientTooSlow", "FlowbridgeWorker", "exit_now", "switch_interval"]
@@ -304,15 +303,16 @@ class FlowbridgeWorker(ThreadWorker):
         req.body = Body(Buffered(data))
 
     def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
-        answer = ANSWERS.get(type(exc))
+        """A request too slow, too large or not HTTP gets a JSON error (:func:`.reading.answer_for`); the
+        rest is gunicorn's."""
+        answer = answer_for(exc)
         if answer is None:
             super().handle_error(req, client, addr, exc)
             return
-        status, error_type = answer
+        status, body = answer
         self.log.info("%s for %s: %s", status[:3], addr[0] if isinstance(addr, tuple) and addr else addr, exc)
-        body = json.dumps({"error": {"type": error_type, "message": str(exc)}}).encode()
-        head = (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        head = (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n").encode()
         try:
             client.settimeout(1.0)  # the client is slow to send; it may be slow to read too
             client.sendall(head + body)
