@@ -36,13 +36,37 @@ logger = logging.getLogger(__name__)
 
 #: ``fn(path, seconds, outcome)``, called once per upstream HTTP attempt.
 CallObserver = Callable[[str, float, str], None]
-
-_lock = threading.Lock()
-_observers: tuple[CallObserver, ...] = ()
-
 #: ``fn()``, called when the calling thread is about to wait for the upstream.
 WaitObserver = Callable[[], None]
-_wait_observers: tuple[WaitObserver, ...] = ()
+
+
+class _Observers:
+    """A set of observers, called in the order added; one that raises is logged and skipped."""
+
+    def __init__(self, kind: str) -> None:
+        self._kind = kind
+        self._lock = threading.Lock()
+        self._fns: tuple[Callable[..., None], ...] = ()  # replaced whole: iterated without the lock
+
+    def add(self, fn: Callable[..., None]) -> None:
+        with self._lock:
+            if fn not in self._fns:
+                self._fns = (*self._fns, fn)
+
+    def remove(self, fn: Callable[..., None]) -> None:
+        with self._lock:
+            self._fns = tuple(o for o in self._fns if o != fn)
+
+    def report(self, *args: object) -> None:
+        for fn in self._fns:
+            try:
+                fn(*args)
+            except Exception:  # an observer's bug must not fail the LLM call
+                logger.exception("%s observer %r failed", self._kind, fn)
+
+
+_calls = _Observers("call")
+_waits = _Observers("wait")
 
 
 def add_call_observer(fn: CallObserver) -> CallObserver:
@@ -50,49 +74,31 @@ def add_call_observer(fn: CallObserver) -> CallObserver:
 
     :returns: ``fn``, so this works as a decorator.
     """
-    global _observers
-    with _lock:
-        if fn not in _observers:
-            _observers = (*_observers, fn)
+    _calls.add(fn)
     return fn
 
 
 def remove_call_observer(fn: CallObserver) -> None:
     """Stop calling ``fn``; a no-op if it was not added."""
-    global _observers
-    with _lock:
-        _observers = tuple(o for o in _observers if o != fn)
+    _calls.remove(fn)
 
 
 def report_call(path: str, seconds: float, outcome: str) -> None:
     """Tell every observer about one finished attempt (called by the client)."""
-    for fn in _observers:  # a tuple, replaced whole: safe to iterate without the lock
-        try:
-            fn(path, seconds, outcome)
-        except Exception:  # an observer's bug must not fail the LLM call
-            logger.exception("call observer %r failed", fn)
+    _calls.report(path, seconds, outcome)
 
 
 def add_wait_observer(fn: WaitObserver) -> WaitObserver:
     """Call ``fn()`` whenever a caller is about to wait for the upstream; adding it twice adds it once."""
-    global _wait_observers
-    with _lock:
-        if fn not in _wait_observers:
-            _wait_observers = (*_wait_observers, fn)
+    _waits.add(fn)
     return fn
 
 
 def remove_wait_observer(fn: WaitObserver) -> None:
     """Stop calling ``fn`` before waits; a no-op if it was not added."""
-    global _wait_observers
-    with _lock:
-        _wait_observers = tuple(o for o in _wait_observers if o != fn)
+    _waits.remove(fn)
 
 
 def report_wait() -> None:
     """Tell every wait observer that the calling thread is about to wait for the upstream (the client calls it)."""
-    for fn in _wait_observers:
-        try:
-            fn()
-        except Exception:  # an observer's bug must not fail the LLM call
-            logger.exception("wait observer %r failed", fn)
+    _waits.report()

@@ -11,8 +11,7 @@ What each test observes is an order of events (who answered before whom), never 
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,17 +20,9 @@ import requests
 
 from tests.fake_upstream import FakeUpstream
 from tests.servers import GunicornServer
+from tests.webapp.test_start_gate import until
 
 WAIT = 60.0  # seconds any step may take on a loaded machine before the test fails
-
-
-def until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def gate_server(tmp_path: Path, lease: str) -> GunicornServer:
@@ -52,7 +43,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 def hold(pool: ThreadPoolExecutor, server: GunicornServer, markers: Path, name: str) -> Future:
     """A request that keeps the permit until ``<name>.release`` exists; returns once it holds it."""
     held = pool.submit(requests.post, f"{server.url}/hold?name={name}", timeout=WAIT)
-    assert until(lambda: (markers / f"{name}.held").exists())
+    assert until(lambda: (markers / f"{name}.held").exists(), timeout=WAIT)
     return held
 
 
