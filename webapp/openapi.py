@@ -123,6 +123,8 @@ OPERATIONS: tuple[Operation, ...] = (
                           "`reasoning_content` and a `progress` field. Errors are OpenAI's shape."),
     Operation("GET", "/v1/models", "OpenAI's model list, with the input each model takes", "openai",
               {200: s.OpenAIModelList}, error_model=s.OpenAIError),
+    Operation("GET", "/v1/models/{model}", "One model of the list (a flow's or workflow's id holds a slash)",
+              "openai", {200: s.OpenAIModel}, (404,), error_model=s.OpenAIError, examples={"model": "models"}),
     Operation("POST", "/v1/embeddings", "OpenAI's embeddings, by the upstream", "openai", {200: s.OpenAIEmbeddingList},
               (*_BODY_ERRORS, 404, *_LLM_ERRORS), request=s.OpenAIEmbeddingRequest, error_model=s.OpenAIError),
     Operation("GET", "/healthz", "The process is alive", "health", {200: s.Health}, public=True),
@@ -164,7 +166,8 @@ def _examples(app: Flask) -> dict[str, list[str]]:
 
     with app.app_context():
         return {"ops": sorted(cls().short_name for cls in C.ops.values()), "flows": sorted(C.flows),
-                "functions": [spec.name for spec in get_registry()]}
+                "functions": [spec.name for spec in get_registry()],
+                "models": [app.extensions["flowbridge"]["settings"].model]}
 
 
 def _content(item: Any, components: _Components, stream_model: type[BaseModel] = s.StreamEvent) -> dict[str, Any]:

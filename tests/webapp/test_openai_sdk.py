@@ -303,3 +303,14 @@ def test_a_client_leaving_a_workflow_stream_cancels_its_task(served: GunicornSer
             break
         time.sleep(0.1)
     assert status == "task_canceled"
+
+
+def test_models_retrieve_finds_each_listed_model_and_404s_an_unknown_one(client: openai.OpenAI) -> None:
+    """``client.models.retrieve`` (GET /v1/models/{id}) answers the entry ``models.list()`` has, flows' and
+    workflows' ids (which hold a slash) included; an unknown id is the SDK's NotFoundError."""
+    listed = {m.id: m for m in client.models.list()}
+    for model_id in [UPSTREAM_MODEL, *[i for i in listed if i.startswith(("flow/", "workflow/"))][:3]]:
+        assert client.models.retrieve(model_id) == listed[model_id]
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    assert caught.value.code == "model_not_found" and "no-such-model" in caught.value.message

@@ -75,7 +75,7 @@ def test_every_documented_route_exists_and_every_api_route_is_documented(app: Fl
     rules = _api_rules(app)
     assert documented - rules == set(), "documented but not served"
     assert rules - documented == set(), "served but not documented: add it to webapp.openapi.OPERATIONS"
-    assert len(documented) == 21  # 18 + the OpenAI API's 3 (/v1)
+    assert len(documented) == 22  # 18 + the OpenAI API's 4 (/v1)
 
 
 def test_the_drift_check_notices_a_new_route(app: Flask) -> None:
@@ -131,7 +131,7 @@ def test_query_parameters_and_path_examples_come_from_the_models_and_the_registr
 def test_the_spec_is_valid_for_schemathesis(spec: dict[str, Any]) -> None:
     loaded = schemathesis.openapi.from_dict(spec)
     labels = {result.ok().label for result in loaded.get_all_operations()}
-    assert len(labels) == 21 and "PUT /api/task/cancel" in labels and "POST /v1/chat/completions" in labels
+    assert len(labels) == 22 and "PUT /api/task/cancel" in labels and "POST /v1/chat/completions" in labels
 
 
 def test_bearer_auth_is_declared_and_applied_only_when_keys_are_set(

@@ -21,7 +21,7 @@ from schemathesis import checks
 from tests.fake_upstream import FakeUpstream
 from tests.servers import GunicornServer
 
-#: Examples per operation in the fuzzing phase: 21 operations, ~15 requests each.
+#: Examples per operation in the fuzzing phase: 22 operations, ~15 requests each.
 MAX_EXAMPLES = 15
 #: The checks every response must pass.
 CHECKS = [
@@ -96,4 +96,4 @@ def test_the_run_reached_the_working_paths_not_only_errors(request: pytest.Fixtu
 
 def test_the_spec_is_served_and_names_every_operation(api_schema: schemathesis.BaseSchema) -> None:
     labels = {op.ok().label for op in api_schema.get_all_operations()}
-    assert "POST /api/chat" in labels and "GET /healthz" in labels and len(labels) == 21
+    assert "POST /api/chat" in labels and "GET /healthz" in labels and len(labels) == 22

@@ -103,6 +103,15 @@ def models() -> Response:
     return jsonify({"object": "list", "data": [m.describe() for m in list_models()]})
 
 
+@bp.get("/models/<path:model>")
+def retrieve_model(model: str) -> Response:
+    """OpenAI's model retrieval (``client.models.retrieve``): one entry of ``GET /v1/models``, else 404."""
+    for each in list_models():
+        if each.id == model:
+            return jsonify(each.describe())
+    raise _no_model(model)
+
+
 @bp.post("/embeddings")
 @async_route
 async def embeddings() -> Response:
