@@ -309,7 +309,9 @@ def test_models_retrieve_finds_each_listed_model_and_404s_an_unknown_one(client:
     """``client.models.retrieve`` (GET /v1/models/{id}) answers the entry ``models.list()`` has, flows' and
     workflows' ids (which hold a slash) included; an unknown id is the SDK's NotFoundError."""
     listed = {m.id: m for m in client.models.list()}
-    for model_id in [UPSTREAM_MODEL, *[i for i in listed if i.startswith(("flow/", "workflow/"))][:3]]:
+    slashed = [i for i in listed if i.startswith(("flow/", "workflow/"))]
+    assert any(i.startswith("flow/") for i in slashed) and any(i.startswith("workflow/") for i in slashed)
+    for model_id in [UPSTREAM_MODEL, *slashed[:2], *slashed[-2:]]:
         assert client.models.retrieve(model_id) == listed[model_id]
     with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve("no-such-model")
