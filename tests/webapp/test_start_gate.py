@@ -168,3 +168,26 @@ def test_a_real_llm_call_gives_the_permit_back_once_it_waits_for_the_upstream(
         watcher.join(WAIT)
         client.close()
     assert released_while_in_flight == [True]
+
+
+def test_metrics_show_the_requests_waiting_at_the_gate(upstream: FakeUpstream) -> None:
+    from webapp import create_app
+    from webapp.guards.gate import install
+
+    app = create_app({"TESTING": True, "LLM_BASE_URL": upstream.base_url})
+    gate = StartGate(1, lease=60)
+    held = gate.enter()
+    entered: list = []
+    install(gate)
+    try:
+        enter_in_thread(gate, entered, "waiter")
+        assert until(lambda: gate.waiting == 1)
+        text = app.test_client().get("/metrics").get_data(as_text=True)
+        assert "\nflowbridge_start_gate_waiting 1.0\n" in text
+        held.release()
+        assert until(lambda: entered != [])
+        entered[0][1].release()
+        text = app.test_client().get("/metrics").get_data(as_text=True)
+        assert "\nflowbridge_start_gate_waiting 0.0\n" in text
+    finally:
+        install(None)

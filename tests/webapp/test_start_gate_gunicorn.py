@@ -104,3 +104,5 @@ def test_llm_calls_give_their_permits_back_so_concurrent_chats_reach_the_upstrea
                        for body in bodies]
             assert upstream.wait_for(lambda s: s["in_flight"] >= 6, timeout=WAIT), upstream.stats()
             assert [answer.result(WAIT).status_code for answer in answers] == [200] * 6
+            metrics = requests.get(f"{server.url}/metrics", timeout=WAIT).text
+            assert "\nflowbridge_start_gate_waiting 0.0\n" in metrics  # the worker's gate, sampled

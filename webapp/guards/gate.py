@@ -39,7 +39,7 @@ import time
 from collections import deque
 from contextvars import ContextVar
 
-__all__ = ["Permit", "StartGate", "admitted", "waiting"]
+__all__ = ["Permit", "StartGate", "admitted", "install", "installed", "waiting"]
 
 
 class _Waiter:
@@ -153,6 +153,18 @@ class Permit:
 
 
 _permit: ContextVar[Permit | None] = ContextVar("flowbridge_start_permit", default=None)
+_installed: StartGate | None = None
+
+
+def install(gate: StartGate | None) -> None:
+    """Make ``gate`` this process's (the worker's), so ``/metrics`` can show who waits at it."""
+    global _installed
+    _installed = gate
+
+
+def installed() -> StartGate | None:
+    """This process's gate, None outside a gunicorn worker or with the gate off."""
+    return _installed
 
 
 class admitted:

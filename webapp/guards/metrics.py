@@ -56,6 +56,7 @@ class Metrics:
     pool_running: Gauge
     pool_queued: Gauge
     streams_open: Gauge
+    start_gate_waiting: Gauge
     #: Tasks waiting in the broker's queue (``FLOWBRIDGE_BROKER_URL``), by queue; a value for the whole
     #: cluster, so the last one set by any process is shown (set it from a scrape hook, see add_scrape_hook).
     queue_depth: Gauge
@@ -114,6 +115,10 @@ def _build() -> Metrics:
         streams_open=Gauge(
             "flowbridge_llm_streams_open",
             "Streamed LLM answers being read now, each on its request's thread (no pool thread), all live workers",
+            registry=registry, multiprocess_mode="livesum"),
+        start_gate_waiting=Gauge(
+            "flowbridge_start_gate_waiting",
+            "Requests waiting for their turn to start (the start gate, webapp.guards.gate), all live workers",
             registry=registry, multiprocess_mode="livesum"),
         queue_depth=Gauge(
             "flowbridge_queue_depth", "Workflow tasks waiting in the broker's queue, by queue (whole cluster)",

@@ -40,6 +40,7 @@ from typing import Any
 from flask import Flask, Response, request
 
 from ..config import ConfigError
+from .gate import installed
 
 __all__ = ["REQUEST_ID_HEADER", "JsonFormatter", "RequestIdFilter", "configure_logging", "current_request_id",
            "gunicorn_child_exit", "gunicorn_on_starting", "init_app"]
@@ -287,8 +288,8 @@ def _remember_route() -> None:
 
 
 def sample_pool(app: Flask) -> None:
-    """Copy this process's LLM pool counts, and its open streams (:mod:`webapp.chat`), to the gauges;
-    never creates the client.
+    """Copy this process's LLM pool counts, its open streams (:mod:`webapp.chat`) and who waits at its start
+    gate to the gauges; never creates the client.
 
     Called when a request ends, on a scrape, and by this worker's sampler thread
     (:func:`webapp.guards.metrics.start_pool_sampler`), which keeps the gauges current between requests.
@@ -296,13 +297,14 @@ def sample_pool(app: Flask) -> None:
     from .metrics import get_metrics, start_pool_sampler
 
     start_pool_sampler(lambda: sample_pool(app))
+    metrics, gate = get_metrics(), installed()
+    metrics.start_gate_waiting.set(gate.waiting if gate is not None else 0)
     entry = app.extensions.get("flowbridge", {}).get("llm_client")  # (client, pid), see extensions._per_process
     if entry is None or entry[1] != os.getpid():
         return
     from ..chat import open_streams
 
     stats = entry[0].pool_stats
-    metrics = get_metrics()
     metrics.pool_running.set(stats.running)
     metrics.pool_queued.set(stats.queued)
     metrics.streams_open.set(open_streams(entry[0]))

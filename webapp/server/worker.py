@@ -56,7 +56,7 @@ from llm_client.observe import add_wait_observer
 
 from ..config import DEFAULTS, ConfigError, _number
 from ..guards.capacity import capacity_of
-from ..guards.gate import StartGate, admitted, waiting
+from ..guards.gate import StartGate, admitted, install, waiting
 from . import overflow
 from .reading import BodyTooLarge, Buffered, ClientTooSlow, DeadlineSocket, answer_for, content_length
 from .threads import RequestThreads
@@ -115,6 +115,7 @@ class FlowbridgeWorker(ThreadWorker):
                             or DEFAULTS["FLOWBRIDGE_START_SLOTS"], int, minimum=0))
         #: at most ``slots`` requests computing at once (webapp.guards.gate); None: no gate
         self.gate = StartGate(slots, _setting("FLOWBRIDGE_START_LEASE")) if slots else None
+        install(self.gate)
         add_wait_observer(waiting)  # an LLM call about to wait gives its request's permit back
         super().init_process()
 
